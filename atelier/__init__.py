@@ -1,0 +1,1 @@
+"""Atelier CNN."""
