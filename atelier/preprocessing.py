@@ -1,0 +1,175 @@
+"""Le prétraitement unique des images : décoder → RVB → redimensionner → tableau ``uint8``.
+
+L'entraînement, l'évaluation et l'API appellent tous :func:`load_image`. Une image est donc vue
+exactement de la même façon par le modèle pendant l'apprentissage et une fois déployé.
+
+La normalisation des pixels (division par 255) n'est pas faite ici : elle est une couche du modèle
+(``Rescaling``), si bien qu'un modèle enregistré emporte son propre prétraitement numérique.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: Side of the square images the workshop's models take, in pixels.
+IMAGE_SIZE = 64
+
+#: Formats accepted everywhere (sniffed from the bytes by Pillow, never from a file name).
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
+
+#: Largest image accepted, in pixels (width × height), checked from the header before decoding.
+MAX_PIXELS = 25_000_000
+
+ImageSource = Union[bytes, bytearray, memoryview, str, Path, BinaryIO, Image.Image]
+
+
+class ImageError(ValueError):
+    """Une image ne peut pas être utilisée ; le message, en français, dit pourquoi."""
+
+
+class EmptyImageError(ImageError):
+    """Le fichier est vide."""
+
+
+class UnsupportedImageFormatError(ImageError):
+    """Le contenu n'est pas une image dans un format accepté."""
+
+
+class ImageTooLargeError(ImageError):
+    """L'image a trop de pixels (protection contre les « bombes de décompression »)."""
+
+
+class CorruptImageError(ImageError):
+    """Le format est reconnu mais l'image est illisible (tronquée, abîmée)."""
+
+
+def _formats_text(formats: tuple[str, ...]) -> str:
+    names = [{"WEBP": "WebP"}.get(f, f) for f in formats]
+    return ", ".join(names[:-1]) + " ou " + names[-1] if len(names) > 1 else names[0]
+
+
+def open_image(
+    source: ImageSource,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    formats: tuple[str, ...] = ALLOWED_FORMATS,
+    draft_size: int | None = None,
+) -> Image.Image:
+    """Ouvre une image et la renvoie décodée, en RVB 8 bits, orientée selon ses données EXIF.
+
+    *source* peut être des octets, un chemin, un fichier ouvert ou une image Pillow. Le format est
+    reconnu d'après le contenu (jamais d'après le nom). Les modes CMJN (CMYK, y compris les JPEG
+    Adobe inversés), niveaux de gris, palette, transparence et 16 bits deviennent un RVB correct.
+
+    Lève une :class:`ImageError` (message en français) si l'image est vide, dans un format non
+    accepté, trop grande ou illisible.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.stat().st_size == 0:
+            raise EmptyImageError(f"Le fichier {path.name} est vide : il ne contient aucune image.")
+        with open(path, "rb") as stream:
+            return open_image(stream, max_pixels=max_pixels, formats=formats, draft_size=draft_size)
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            if len(source) == 0:
+                raise EmptyImageError("Le fichier est vide : il ne contient aucune image.")
+            source = io.BytesIO(bytes(source))
+        try:
+            image = Image.open(source, formats=list(formats))
+        except UnidentifiedImageError:
+            raise UnsupportedImageFormatError(
+                "Format d'image non pris en charge : envoyez une image "
+                f"{_formats_text(formats)} (le contenu du fichier a été examiné, pas son nom)."
+            ) from None
+        except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error… for damaged headers
+            raise CorruptImageError(f"Image illisible : {exc}") from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise CorruptImageError("Image illisible : elle n'a aucun pixel.")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"Image trop grande : {width}×{height} pixels ; le maximum accepté est "
+            f"{max_pixels:_} pixels.".replace("_", "\u202f")
+        )
+    try:
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)
+        if draft_size and image.format == "JPEG":
+            # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: far less work for big photos.
+            image.draft(image.mode, (draft_size, draft_size))
+        image.load()
+        return _to_rgb(ImageOps.exif_transpose(image))
+    except Exception as exc:  # Pillow raises many types for damaged pixel data
+        raise CorruptImageError(f"Image illisible ou tronquée : {exc}") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is composited over black."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16-bit or 32-bit grey: scale to 0–255 instead of clipping (Pillow's convert would clip).
+        values = np.asarray(image, dtype=np.float64)
+        if mode == "F":
+            scale = 1.0 if values.max(initial=0) <= 1.0 else 1 / 255
+            values = values / scale if scale != 1.0 else values * 255
+        else:
+            values = values / 257.0 if values.max(initial=0) > 255 else values
+        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    # CMYK (Adobe-inverted CMYK/YCCK are handled by Pillow's JPEG decoder), L, 1, P, YCbCr, LAB, HSV.
+    return image.convert("RGB")
+
+
+def resize_image(image: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
+    """Recadre l'image au centre en carré puis la redimensionne en ``size × size`` pixels.
+
+    C'est la seule fonction de redimensionnement de l'atelier : les images de tailles différentes
+    (64×64, 256×256, photos rectangulaires) sont toutes ramenées à la même échelle de la même façon.
+    """
+    if image.size == (size, size):
+        return image
+    return ImageOps.fit(image, (size, size), method=Image.Resampling.BILINEAR)
+
+
+def load_image(
+    source: ImageSource,
+    size: int = IMAGE_SIZE,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    formats: tuple[str, ...] = ALLOWED_FORMATS,
+) -> np.ndarray:
+    """Renvoie l'image sous forme de tableau ``uint8`` de forme ``(size, size, 3)``.
+
+    C'est *le* prétraitement de l'atelier : décodage comme Pillow (CMJN, gris, palette, 16 bits…),
+    conversion en RVB, recadrage carré et redimensionnement. Lève une :class:`ImageError` avec un
+    message en français si l'image ne convient pas.
+    """
+    image = open_image(source, max_pixels=max_pixels, formats=formats, draft_size=size)
+    return np.asarray(resize_image(image, size), dtype=np.uint8)
+
+
+def to_model_input(images) -> np.ndarray:
+    """Empile une ou plusieurs images ``uint8`` en un lot ``float32`` de forme ``(n, h, w, 3)``.
+
+    Les valeurs restent entre 0 et 255 : la couche ``Rescaling`` du modèle les ramène entre 0 et 1.
+    """
+    batch = np.asarray(images)
+    if batch.ndim == 3:
+        batch = batch[np.newaxis]
+    if batch.ndim != 4 or batch.shape[-1] != 3:
+        raise ValueError(f"Un lot d'images RVB de forme (n, h, l, 3) est attendu, reçu {batch.shape}.")
+    return batch.astype(np.float32)

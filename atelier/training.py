@@ -1,0 +1,87 @@
+"""Entraîner le CNN de l'atelier et l'enregistrer avec ses métadonnées (utilisé par le CLI et les notebooks)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .data import Splits, load_dataset, split_dataset, to_tf_dataset
+from .evaluation import evaluate_dataset
+from .model import build_cnn, compile_model
+from .model_io import save_model
+from .paths import model_path
+from .preprocessing import IMAGE_SIZE
+
+
+def set_seed(seed: int) -> None:
+    """Fixe les graines de Python, NumPy et TensorFlow : deux exécutions donnent les mêmes tirages."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+@dataclass
+class TrainingResult:
+    """Ce que renvoie :func:`train` : le modèle, l'historique Keras, les métriques et les métadonnées."""
+
+    model: Any
+    history: Any
+    metrics: dict[str, Any]
+    metadata: dict[str, Any]
+    path: Path
+    splits: Splits
+
+
+def early_stopping(patience: int = 4):
+    """Arrête l'entraînement quand la perte de validation ne s'améliore plus, et garde les meilleurs poids."""
+    import keras
+
+    return keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True, verbose=0
+    )
+
+
+def train(
+    data_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    *,
+    epochs: int = 20,
+    seed: int = 0,
+    batch_size: int = 32,
+    image_size: int = IMAGE_SIZE,
+    verbose: int | str = "auto",
+) -> TrainingResult:
+    """Entraîne le CNN de l'atelier sur un jeu « un dossier par classe » et l'enregistre.
+
+    Découpage stratifié 70/15/15, augmentation de données, arrêt anticipé sur la validation ; la
+    précision finale est mesurée sur la partie test, jamais vue pendant l'entraînement. Le modèle est
+    enregistré dans ``out`` (par défaut ``atelier.paths.model_path("cnn")``) avec ses métadonnées.
+    """
+    set_seed(seed)
+    dataset = load_dataset(data_dir, image_size=image_size)
+    splits = split_dataset(dataset, seed=seed)
+    model = compile_model(build_cnn(dataset.classes, image_size, seed=seed))
+    started = time.perf_counter()
+    history = model.fit(
+        to_tf_dataset(splits.train, batch_size=batch_size, shuffle=True, seed=seed),
+        validation_data=to_tf_dataset(splits.validation, batch_size=256),
+        epochs=epochs,
+        callbacks=[early_stopping()],
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - started
+    report = evaluate_dataset(model, splits.test)
+    metrics = {
+        "test_accuracy": report["accuracy"],
+        "per_class": report["per_class"],
+        "epochs": len(history.history["loss"]),
+        "training_seconds": round(seconds, 1),
+        "n_train": len(splits.train),
+        "n_validation": len(splits.validation),
+        "n_test": len(splits.test),
+    }
+    out = Path(out) if out is not None else model_path("cnn")
+    metadata = save_model(model, out, classes=dataset.classes, data_source=dataset.source, metrics=metrics)
+    return TrainingResult(model, history, metrics, metadata, out, splits)

@@ -1,0 +1,51 @@
+"""Shared pytest fixtures: a small saved model and image bytes in every colour mode."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from atelier.labels import CLASSES
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **options) -> bytes:
+    """Bytes of ``image`` saved in ``fmt``."""
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def textured_rgb(size: int = 64, seed: int = 0, colour=(40, 120, 60)) -> Image.Image:
+    """A noisy RGB image (not uniform, so that JPEG and resizing do real work)."""
+    rng = np.random.default_rng(seed)
+    base = np.array(colour, dtype=np.float64)
+    pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+@pytest.fixture(scope="session")
+def saved_model(tmp_path_factory):
+    """An untrained workshop CNN saved with its metadata: ``(path, metadata)``.
+
+    Untrained weights are enough for the API, CLI and server plumbing; tests that need a model that
+    has learnt something train one themselves.
+    """
+    import keras
+
+    from atelier.model import build_cnn
+    from atelier.model_io import save_model
+
+    keras.utils.set_random_seed(0)
+    model = build_cnn(CLASSES, 64, augment=False)
+    path = tmp_path_factory.mktemp("modele") / "cnn.keras"
+    metadata = save_model(model, path, classes=CLASSES, data_source="test", metrics={})
+    return path, metadata
+
+
+@pytest.fixture
+def jpeg_bytes() -> bytes:
+    """A 64×64 RGB JPEG."""
+    return encode(textured_rgb())
