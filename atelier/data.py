@@ -118,9 +118,11 @@ def scan_folders(root: str | Path) -> dict[str, list[Path]]:
 
 
 def _read(path: Path, size: int) -> tuple[str, np.ndarray | None, str]:
+    """Decode one file; the duplicate key is the hash of the decoded pixels, so byte-identical files and
+    files that differ only in encoding (a PNG and its 16-bit or BMP twin) count as the same image."""
     try:
-        data = path.read_bytes()
-        return hashlib.sha256(data).hexdigest(), load_image(data, size), ""
+        image = load_image(path.read_bytes(), size)
+        return hashlib.sha256(image.tobytes()).hexdigest(), image, ""
     except ImageError as exc:
         return "", None, str(exc)
     except OSError as exc:
@@ -144,8 +146,9 @@ def load_dataset(
     - chaque image est décodée comme Pillow le fait (CMJN, gris, palette, 16 bits… → RVB) puis
       redimensionnée en ``image_size × image_size`` ;
     - les fichiers illisibles sont ignorés, avec un avertissement qui les liste ;
-    - les doublons exacts (mêmes octets) sont retirés : une seule copie est gardée ; une image présente
-      dans deux classes différentes est retirée partout, son étiquette étant ambiguë ;
+    - les doublons exacts (mêmes pixels une fois décodés, donc aussi les fichiers identiques octet pour
+      octet) sont retirés : une seule copie est gardée ; une image présente dans deux classes
+      différentes est retirée partout, son étiquette étant ambiguë ;
     - ``classes`` impose la liste (et l'ordre) des classes, par exemple celles d'un modèle.
 
     Lève :class:`DatasetError` (message en français) si le dossier manque, si une classe est vide ou
@@ -246,7 +249,8 @@ def split_dataset(
         members = np.flatnonzero(dataset.labels == class_index)
         if len(members) == 0:
             continue
-        # Order by content first so that the split does not depend on file names or listing order.
+        # Order by content first so that the split does not depend on file names or listing order
+        # (pixel contents are unique: duplicates were removed when loading).
         keys = [hashlib.sha256(dataset.images[i].tobytes()).hexdigest() for i in members]
         members = members[np.argsort(keys, kind="stable")]
         members = members[rng.permutation(len(members))]

@@ -49,3 +49,23 @@ def saved_model(tmp_path_factory):
 def jpeg_bytes() -> bytes:
     """A 64×64 RGB JPEG."""
     return encode(textured_rgb())
+
+
+#: Typical colours of the four classes, for small synthetic test datasets.
+CLASS_COLOURS = {"forêt": (40, 110, 50), "mer": (20, 50, 120), "désert": (205, 170, 110), "nuageux": (235, 235, 240)}
+
+
+def make_dataset(root, per_class: int = 10, folders=None, size: int = 64):
+    """Write a small folder-per-class dataset of textured JPEGs (``folders`` maps folder name → class colour)."""
+    folders = folders or CLASS_COLOURS
+    for k, (folder, colour) in enumerate(folders.items()):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            (root / folder / f"{i:03d}.jpg").write_bytes(encode(textured_rgb(size, seed=1000 * k + i, colour=colour)))
+    return root
+
+
+@pytest.fixture
+def small_dataset(tmp_path):
+    """40 images, 10 per class, with the workshop's French folder names."""
+    return make_dataset(tmp_path / "donnees")

@@ -1,0 +1,169 @@
+"""The single preprocessing function: every colour mode becomes correct RGB, bad input gets a French error."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from atelier.preprocessing import (
+    CorruptImageError,
+    EmptyImageError,
+    ImageTooLargeError,
+    UnsupportedImageFormatError,
+    load_image,
+    resize_image,
+    to_model_input,
+)
+from tests.conftest import encode, textured_rgb
+
+RED = (200, 30, 60)
+
+
+def png_rgb16(width: int, height: int, rgb16: tuple[int, int, int]) -> bytes:
+    """A 16-bit-per-channel RGB PNG written by hand (Pillow cannot write one)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + struct.pack(">HHH", *rgb16) * width
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b"")
+
+
+def centre(array: np.ndarray) -> np.ndarray:
+    return array[array.shape[0] // 2, array.shape[1] // 2].astype(int)
+
+
+def test_output_shape_and_dtype(jpeg_bytes):
+    array = load_image(jpeg_bytes)
+    assert array.shape == (64, 64, 3) and array.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "image,fmt",
+    [
+        (Image.new("RGB", (64, 64), RED).convert("CMYK"), "JPEG"),
+        (Image.new("RGB", (64, 64), RED).convert("CMYK"), "TIFF"),
+        (Image.new("RGB", (64, 64), RED).convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+        (Image.new("RGB", (64, 64), RED), "WEBP"),
+        (Image.new("RGB", (64, 64), RED), "BMP"),
+    ],
+    ids=["cmyk-jpeg", "cmyk-tiff", "palette-png", "webp", "bmp"],
+)
+def test_colour_modes_become_the_right_rgb(image, fmt):
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    array = load_image(encode(image, fmt, **options))
+    assert np.abs(centre(array) - RED).max() <= 8, "the colour must survive decoding (not black, not inverted)"
+
+
+def test_cmyk_jpeg_is_not_black():
+    cmyk = textured_rgb(colour=(40, 160, 70)).convert("CMYK")
+    array = load_image(encode(cmyk, "JPEG", quality=95))
+    assert array.mean() > 40
+    assert array[..., 1].mean() > array[..., 0].mean() + 50, "green stays green"
+
+
+def test_grey_and_16_bit_grey():
+    grey = load_image(encode(Image.new("L", (64, 64), 90), "PNG"))
+    assert (grey == 90).all()
+    grey16 = Image.fromarray(np.full((64, 64), 40000, dtype=np.uint16))
+    assert grey16.mode == "I;16"
+    array = load_image(encode(grey16, "PNG"))
+    assert abs(int(array[0, 0, 0]) - round(40000 / 257)) <= 1, "16-bit values are scaled, not clipped to 255"
+    assert (array[..., 0] == array[..., 1]).all()
+
+
+def test_16_bit_rgb_png():
+    array = load_image(png_rgb16(32, 32, (65535, 32896, 0)))
+    assert np.abs(centre(array) - (255, 128, 0)).max() <= 1
+
+
+def test_transparency_is_composited_over_black():
+    rgba = Image.new("RGBA", (64, 64), (0, 200, 0, 128))
+    array = load_image(encode(rgba, "PNG"))
+    assert np.abs(centre(array) - (0, 100, 0)).max() <= 2
+    palette = Image.new("P", (64, 64), 0)
+    palette.putpalette([255, 255, 255] * 256)
+    palette.info["transparency"] = 0
+    assert load_image(encode(palette, "PNG", transparency=0)).max() == 0
+
+
+def test_exif_orientation_is_applied():
+    image = Image.new("RGB", (80, 40), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 40, 40))  # red on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display: red ends up on top
+    array = load_image(encode(image, "JPEG", exif=exif, quality=95), size=40)
+    assert array[5, 20, 0] > 200 and array[35, 20, 2] > 200
+
+
+def test_resize_crops_the_centre_square_then_scales():
+    image = Image.new("RGB", (300, 100), (0, 0, 255))
+    image.paste((255, 0, 0), (100, 0, 200, 100))  # the centre square is red
+    resized = resize_image(image, 64)
+    assert resized.size == (64, 64)
+    assert np.asarray(resized)[..., 0].mean() > 250
+    big = load_image(encode(textured_rgb(256), "JPEG"))
+    assert big.shape == (64, 64, 3)
+
+
+def test_multiframe_tiff_uses_the_first_frame():
+    frames = [Image.new("RGB", (64, 64), c) for c in (RED, (0, 0, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "TIFF", save_all=True, append_images=frames[1:])
+    assert np.abs(centre(load_image(buffer.getvalue())) - RED).max() <= 2
+
+
+def test_paths_and_file_objects(tmp_path, jpeg_bytes):
+    path = tmp_path / "image.jpg"
+    path.write_bytes(jpeg_bytes)
+    assert (load_image(path) == load_image(jpeg_bytes)).all()
+    assert (load_image(str(path)) == load_image(io.BytesIO(jpeg_bytes))).all()
+
+
+@pytest.mark.parametrize(
+    "data,error",
+    [
+        (b"", EmptyImageError),
+        (b"bonjour, je ne suis pas une image", UnsupportedImageFormatError),
+        (b"<html><body>pas une image</body></html>", UnsupportedImageFormatError),
+        (b"<svg xmlns='http://www.w3.org/2000/svg' width='10' height='10'/>", UnsupportedImageFormatError),
+        (encode(Image.new("RGB", (8, 8)), "GIF"), UnsupportedImageFormatError),
+        (encode(textured_rgb(128), "JPEG")[:600], CorruptImageError),
+        (encode(textured_rgb(128), "PNG")[:900], CorruptImageError),
+    ],
+    ids=["empty", "text", "html", "svg", "gif", "truncated-jpeg", "truncated-png"],
+)
+def test_bad_input_gets_a_french_error(data, error):
+    with pytest.raises(error) as caught:
+        load_image(data)
+    message = str(caught.value)
+    assert any(word in message for word in ("vide", "Format", "illisible")), message
+    assert isinstance(caught.value, ValueError)
+
+
+def test_empty_file_on_disk(tmp_path):
+    path = tmp_path / "vide.jpg"
+    path.write_bytes(b"")
+    with pytest.raises(EmptyImageError, match="vide"):
+        load_image(path)
+
+
+def test_pixel_bomb_is_refused_before_decoding():
+    bomb = encode(Image.new("L", (6000, 6000)), "PNG")
+    assert len(bomb) < 100_000
+    with pytest.raises(ImageTooLargeError, match="6000×6000"):
+        load_image(bomb)
+    assert load_image(bomb, max_pixels=40_000_000).shape == (64, 64, 3)
+
+
+def test_to_model_input():
+    batch = to_model_input(np.zeros((64, 64, 3), np.uint8))
+    assert batch.shape == (1, 64, 64, 3) and batch.dtype == np.float32
+    with pytest.raises(ValueError, match="attendu"):
+        to_model_input(np.zeros((64, 64), np.uint8))
