@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-EXIT_ERROR = 2
+from .french_argparse import EXIT_USAGE as EXIT_ERROR
+from .french_argparse import FrenchArgumentParser
 
 #: Subcommand name → (adds its arguments, runs it and returns a JSON-able dict or None, French help line).
 #: Other modules register their commands here (see ``atelier.server_cli``).
@@ -105,44 +106,14 @@ COMMANDS.update(
 )
 
 
-# argparse's own words (usage, options, errors) are English; these are the ones learners meet.
-_ARGPARSE_FR = {
-    "usage: ": "utilisation : ",
-    "positional arguments": "arguments",
-    "options": "options",
-    "show this help message and exit": "afficher cette aide et quitter",
-    "the following arguments are required: %s": "arguments obligatoires manquants : %s",
-    "unrecognized arguments: %s": "arguments non reconnus : %s",
-    "invalid %(type)s value: %(value)r": "valeur invalide (%(type)s attendu) : %(value)r",
-    "invalid choice: %(value)r (choose from %(choices)s)": "choix invalide : %(value)r (possibles : %(choices)s)",
-    "argument %(argument_name)s: %(message)s": "argument %(argument_name)s : %(message)s",
-    "expected one argument": "une valeur est attendue",
-}
-
-
-def _translate(text: str) -> str:
-    return _ARGPARSE_FR.get(text, text)
-
-
-class _FrenchParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own messages are English; keep ours French
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_ERROR, f"Erreur : {message}\n(« python -m atelier --help » décrit les commandes.)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    argparse._ = _translate  # argparse looks its messages up through this module-level gettext alias
-    parser = _FrenchParser(
+    parser = FrenchArgumentParser(
         prog="python -m atelier",
         description="Outils de l'atelier CNN : données, entraînement, évaluation, API.",
-        add_help=False,
     )
-    parser.add_argument("-h", "--help", action="help", help="afficher cette aide et quitter")
-    sub = parser.add_subparsers(dest="command", metavar="COMMANDE", parser_class=_FrenchParser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMANDE", parser_class=FrenchArgumentParser)
     for name, (add_arguments, _, help_text) in COMMANDS.items():
-        child = sub.add_parser(name, help=help_text, description=help_text, add_help=False)
-        child.add_argument("-h", "--help", action="help", help="afficher cette aide et quitter")
-        add_arguments(child)
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     return parser
 
 
