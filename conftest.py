@@ -1,4 +1,4 @@
-"""pytest hooks for nbval only (``pytest --nbval-lax solutions/``).
+"""pytest hooks: a separate cache for tests, and nbval settings (``pytest --nbval-lax solutions/``).
 
 * stderr is not compared: TensorFlow/Keras write warnings and log lines with timestamps to
   stderr, which would make ``# NBVAL_CHECK_OUTPUT`` cells flaky. Errors still fail the cell.
@@ -8,9 +8,14 @@
   given explicitly on the command line is still collected.
 """
 
+import os
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parent
+
+# Tests and the notebooks nbval runs build the default dataset and save models: keep them in a cache of
+# their own (git-ignored), so that running the tests never overwrites a learner's trained models.
+os.environ.setdefault("ATELIER_CACHE", str(_ROOT / ".atelier-tests"))
 _NOT_FOR_NBVAL = (_ROOT / "notebooks", _ROOT / "tests" / "fixtures")
 
 
