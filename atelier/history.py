@@ -1,0 +1,148 @@
+"""L'historique des prédictions, dans une base SQLite (module ``sqlite3`` de Python).
+
+Chaque prédiction réussie ajoute une ligne : date (UTC, ISO 8601), classe prédite, probabilités
+(JSON), version du modèle, empreinte SHA-256 de l'image, nom de fichier *nettoyé* envoyé par le client
+et durée en millisecondes. Les images elles-mêmes ne sont pas gardées (sauf si l'API est configurée
+avec ``store_images_dir``).
+
+La base est en mode WAL avec ``synchronous=NORMAL`` : une écriture ne force pas le disque à chaque
+prédiction (seulement aux points de contrôle), les lectures ne bloquent pas les écritures, et
+plusieurs processus (``--workers N``) peuvent partager le même fichier. Toutes les requêtes SQL sont
+paramétrées. Une seule connexion par objet, protégée par un verrou : c'est sûr entre threads, et une
+insertion dure quelques dizaines de microsecondes, bien moins qu'une prédiction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from .paths import cache_dir
+
+#: Longest file name kept in the history, in characters.
+MAX_FILENAME_CHARS = 120
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL,
+    label TEXT NOT NULL,
+    probabilities TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    image_sha256 TEXT NOT NULL,
+    filename TEXT,
+    duration_ms REAL NOT NULL
+)
+"""
+
+
+def default_db_path() -> Path:
+    """Fichier de l'historique quand aucun n'est donné : ``<cache de l'atelier>/historique.sqlite3``."""
+    return cache_dir() / "historique.sqlite3"
+
+
+def sanitize_filename(name: str | None) -> str | None:
+    """Nom de fichier du client, réduit à quelque chose d'inoffensif à afficher.
+
+    Seul le dernier élément du chemin est gardé (``../../etc/passwd.jpg`` → ``passwd.jpg``), les
+    caractères de contrôle (dont NUL) et de mise en forme invisibles sont retirés, la longueur est
+    limitée à :data:`MAX_FILENAME_CHARS`. Ce nom n'est jamais utilisé comme chemin.
+    """
+    if not name:
+        return None
+    text = unicodedata.normalize("NFC", str(name))
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn"))
+    text = text.replace("\\", "/").rsplit("/", 1)[-1].strip().lstrip(".").strip()
+    if not text:
+        return None
+    if len(text) > MAX_FILENAME_CHARS:
+        stem, dot, ext = text.rpartition(".")
+        if dot and 0 < len(ext) <= 10:
+            text = stem[: MAX_FILENAME_CHARS - len(ext) - 2] + "…." + ext
+        else:
+            text = text[: MAX_FILENAME_CHARS - 1] + "…"
+    return text
+
+
+class History:
+    """L'historique des prédictions (thread-safe)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        target = default_db_path() if path is None else path
+        if str(target) != ":memory:":
+            target = Path(target).expanduser()
+            target.parent.mkdir(parents=True, exist_ok=True)
+        self.path = target
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(target), check_same_thread=False, timeout=10, isolation_level=None)
+        self._conn.execute("PRAGMA busy_timeout = 10000")
+        if str(target) != ":memory:":
+            self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute(_SCHEMA)
+
+    def add(
+        self,
+        *,
+        label: str,
+        probabilities: dict[str, float],
+        model_version: str,
+        image_sha256: str,
+        filename: str | None,
+        duration_ms: float,
+    ) -> int:
+        """Ajoute une prédiction et renvoie son identifiant."""
+        created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+        row = (
+            created,
+            label,
+            json.dumps(probabilities, ensure_ascii=False),
+            model_version,
+            image_sha256,
+            sanitize_filename(filename),
+            round(float(duration_ms), 3),
+        )
+        with self._lock:
+            cursor = self._conn.execute(
+                "INSERT INTO predictions (created, label, probabilities, model_version, image_sha256,"
+                " filename, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            return int(cursor.lastrowid)
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
+
+    def page(self, limit: int = 50, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
+        """Renvoie ``(nombre total, prédictions)``, les plus récentes d'abord."""
+        with self._lock:
+            total = int(self._conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
+            rows = self._conn.execute(
+                "SELECT id, created, label, probabilities, model_version, image_sha256, filename,"
+                " duration_ms FROM predictions ORDER BY id DESC LIMIT ? OFFSET ?",
+                (int(limit), int(offset)),
+            ).fetchall()
+        items = [
+            {
+                "id": r[0],
+                "created": r[1],
+                "label": r[2],
+                "probabilities": json.loads(r[3]),
+                "model_version": r[4],
+                "image_sha256": r[5],
+                "filename": r[6],
+                "duration_ms": r[7],
+            }
+            for r in rows
+        ]
+        return total, items
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,269 @@
+"""Le prédicteur de l'API : un modèle chargé une fois, un appel compilé, un remplacement à chaud.
+
+* :class:`ServingModel` enveloppe un modèle chargé par :func:`atelier.model_io.load_model` : son appel
+  est compilé une fois (``tf.function`` à signature fixe ``[None, taille, taille, 3]`` ``float32``) puis
+  « chauffé » ; ensuite chaque prédiction est un seul appel de graphe, sans ``model.predict`` (≈ 80 ms
+  de frais fixes par appel) et sans retraçage. L'appel compilé peut être utilisé par plusieurs threads
+  à la fois.
+* :class:`Predictor` garde le modèle en service. :meth:`Predictor.swap` remplace ce modèle par un
+  autre déjà chargé, vérifié et chauffé : une requête en cours garde la référence du modèle qu'elle a
+  prise au début et se termine dessus ; les suivantes utilisent le nouveau.
+* Regroupement optionnel des requêtes concurrentes (*micro-batching*, comme TensorFlow Serving) :
+  un thread unique réunit jusqu'à ``max_batch_size`` images arrivées en même temps (en attendant au
+  plus ``batch_wait_ms``) et les passe au réseau en un seul appel.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .model_io import ModelFileError, ModelInfo, load_model
+
+log = logging.getLogger(__name__)
+
+
+class IncompatibleModelError(ModelFileError):
+    """Le nouveau modèle est lisible mais ne peut pas remplacer le modèle en service (classes, taille)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Le résultat d'une prédiction pour une image."""
+
+    probabilities: np.ndarray  # float32, one value per class
+    classes: tuple[str, ...]
+    model_version: str
+
+    @property
+    def label(self) -> str:
+        return self.classes[int(np.argmax(self.probabilities))]
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: float(p) for name, p in zip(self.classes, self.probabilities)}
+
+
+@dataclass
+class ServingModel:
+    """Un modèle prêt à servir : réseau, métadonnées et appel compilé, déjà chauffé."""
+
+    info: ModelInfo
+    loaded_at: float = field(default_factory=time.time)
+    _call: Any = field(default=None, repr=False)
+
+    @property
+    def version(self) -> str:
+        return self.info.version
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.info.classes)
+
+    @property
+    def image_size(self) -> int:
+        return self.info.image_size
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.info.metadata
+
+    @classmethod
+    def load(cls, path: str | Path, *, warm_batch_sizes: tuple[int, ...] = (1,)) -> "ServingModel":
+        """Charge, vérifie, compile et chauffe un modèle ; lève :class:`ModelFileError` (en français)."""
+        serving = cls(info=load_model(path))
+        serving.compile()
+        serving.warm_up(warm_batch_sizes)
+        return serving
+
+    def compile(self) -> None:
+        import tensorflow as tf
+
+        model = self.info.model
+        size = self.image_size
+
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")],
+            reduce_retracing=True,
+        )
+        def call(images):
+            return model(images, training=False)
+
+        self._call = call
+
+    def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
+        """Trace le graphe et vérifie que le réseau renvoie bien des probabilités."""
+        rng = np.random.default_rng(0)
+        for n in sorted(set(batch_sizes) | {1}):
+            images = rng.integers(0, 256, (n, self.image_size, self.image_size, 3)).astype(np.float32)
+            out = self.run(images)
+            if out.shape != (n, len(self.classes)):
+                raise ModelFileError(
+                    f"Le modèle renvoie un tableau de forme {out.shape} au lieu de ({n}, {len(self.classes)})."
+                )
+            if not np.all(np.isfinite(out)) or np.any(out < -1e-4) or not np.allclose(out.sum(axis=1), 1, atol=1e-3):
+                raise ModelFileError(
+                    "Le modèle ne renvoie pas des probabilités (sa dernière couche doit être un softmax)."
+                )
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        """Probabilités pour un lot ``float32`` ``(n, taille, taille, 3)`` (valeurs 0–255)."""
+        return self._call(images).numpy()
+
+
+class _Batcher:
+    """Un thread qui regroupe les images soumises en même temps et les passe au réseau en un appel."""
+
+    def __init__(self, predictor: "Predictor", max_batch_size: int, max_wait_s: float) -> None:
+        self._predictor = predictor
+        self._max_batch_size = max_batch_size
+        self._max_wait_s = max_wait_s
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="atelier-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, image: np.ndarray) -> Future:
+        if self._stopped:
+            raise RuntimeError("Le regroupement des prédictions est arrêté.")
+        fut: Future = Future()
+        self._queue.put((image, fut))
+        return fut
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopped = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            deadline = time.perf_counter() + self._max_wait_s
+            stop = False
+            while len(batch) < self._max_batch_size:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    remaining = deadline - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    try:
+                        nxt = self._queue.get(timeout=remaining)
+                    except queue.Empty:
+                        break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._run(batch)
+            if stop:
+                return
+
+    def _run(self, batch) -> None:
+        serving = self._predictor.current  # one model for the whole batch
+        try:
+            images = np.stack([image for image, _ in batch]).astype(np.float32, copy=False)
+            probabilities = serving.run(images)
+        except BaseException as exc:  # pragma: no cover - a failing model must not kill the thread
+            for _, fut in batch:
+                fut.set_exception(exc)
+            return
+        for (_, fut), row in zip(batch, probabilities):
+            fut.set_result(Prediction(row, serving.classes, serving.version))
+
+
+class Predictor:
+    """Le modèle en service et la façon de l'appeler (appel direct ou regroupé)."""
+
+    def __init__(
+        self,
+        serving: ServingModel,
+        *,
+        batching: bool = False,
+        max_batch_size: int = 16,
+        batch_wait_ms: float = 1.0,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size doit être au moins 1.")
+        self._current = serving
+        self._swap_lock = threading.Lock()
+        self.batching = batching
+        self.max_batch_size = max_batch_size
+        self.batch_wait_ms = batch_wait_ms
+        self._batcher: _Batcher | None = None
+        self._batcher_lock = threading.Lock()
+
+    @classmethod
+    def from_path(cls, path: str | Path, **options) -> "Predictor":
+        max_batch = options.get("max_batch_size", 16) if options.get("batching") else 1
+        return cls(ServingModel.load(path, warm_batch_sizes=(1, max_batch)), **options)
+
+    @property
+    def current(self) -> ServingModel:
+        return self._current
+
+    # -- inference -------------------------------------------------------------------------------
+    def predict_array(self, image: np.ndarray) -> Prediction:
+        """Prédit une image ``uint8`` ``(taille, taille, 3)`` déjà prétraitée ; bloque jusqu'au résultat."""
+        if self.batching:
+            return self._get_batcher().submit(image).result()
+        serving = self._current  # taken once: a concurrent swap does not affect this request
+        probabilities = serving.run(image[np.newaxis].astype(np.float32))
+        return Prediction(probabilities[0], serving.classes, serving.version)
+
+    def _get_batcher(self) -> _Batcher:
+        batcher = self._batcher
+        if batcher is None:
+            with self._batcher_lock:
+                if self._batcher is None:
+                    self._batcher = _Batcher(self, self.max_batch_size, self.batch_wait_ms / 1000)
+                batcher = self._batcher
+        return batcher
+
+    def close(self) -> None:
+        with self._batcher_lock:
+            if self._batcher is not None:
+                self._batcher.stop()
+                self._batcher = None
+
+    # -- hot swap --------------------------------------------------------------------------------
+    def load_compatible(self, path: str | Path) -> ServingModel:
+        """Charge, vérifie et chauffe le modèle de *path* sans toucher au modèle en service.
+
+        Lève :class:`ModelFileError` si le fichier est illisible, :class:`IncompatibleModelError` si ses
+        classes ou sa taille d'image diffèrent de celles du modèle en service.
+        """
+        info = load_model(path)
+        current = self._current
+        if list(info.classes) != list(current.classes):
+            raise IncompatibleModelError(
+                f"Le nouveau modèle a les classes {info.classes}, le modèle en service "
+                f"{list(current.classes)} : les clients attendent les mêmes classes, dans le même ordre."
+            )
+        if info.image_size != current.image_size:
+            raise IncompatibleModelError(
+                f"Le nouveau modèle attend des images {info.image_size}×{info.image_size}, le modèle en "
+                f"service {current.image_size}×{current.image_size}."
+            )
+        serving = ServingModel(info=info)
+        serving.compile()
+        serving.warm_up((1, self.max_batch_size if self.batching else 1))
+        return serving
+
+    def swap(self, serving: ServingModel) -> ServingModel:
+        """Met *serving* en service (déjà chargé et chauffé) et renvoie l'ancien modèle."""
+        with self._swap_lock:
+            old, self._current = self._current, serving
+        log.info("Modèle remplacé : %s → %s", old.version, serving.version)
+        return old
+
