@@ -84,6 +84,10 @@ def open_image(
             source = io.BytesIO(bytes(source))
         try:
             image = Image.open(source, formats=list(formats))
+        except Image.DecompressionBombError:  # header beyond 2 × Image.MAX_IMAGE_PIXELS
+            raise ImageTooLargeError(
+                f"Image trop grande : le maximum accepté est {max_pixels:_} pixels.".replace("_", "\u202f")
+            ) from None
         except UnidentifiedImageError:
             raise UnsupportedImageFormatError(
                 "Format d'image non pris en charge : envoyez une image "
