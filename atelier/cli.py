@@ -105,6 +105,11 @@ COMMANDS.update(
     }
 )
 
+from . import server_cli  # noqa: E402,F401  (registers "serve" and "bench")
+from .transfer import CLI_COMMAND as _WEIGHTS_COMMAND  # noqa: E402
+
+COMMANDS["poids-mobilenet"] = _WEIGHTS_COMMAND
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = FrenchArgumentParser(

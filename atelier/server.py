@@ -246,12 +246,15 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, *, cli: bool = False, listen: bool = True) -> socket.socket:
     """A listening socket on (host, port), or a French ServerStartError.
 
     Binding here, in the caller's thread, rather than letting uvicorn do it inside the server thread,
     gives an immediate and explicit error (uvicorn would log in English and ``sys.exit`` in the thread),
     and makes ``port=None`` race-free (the kernel picks the port and we keep the socket).
+    ``cli=True`` words the advice for ``python -m atelier serve`` (``--port``) instead of Python code.
+    ``listen=False`` only reserves the port: until uvicorn listens, clients are refused at once instead
+    of waiting in the backlog (``serve`` binds before loading the model, which takes seconds).
     """
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -271,29 +274,38 @@ def _bind(host: str, port: int) -> socket.socket:
             # still fails if another socket listens on it.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(2048)
+        if listen:
+            sock.listen(2048)
         sock.set_inheritable(False)
     except OSError as exc:
         sock.close()
-        raise ServerStartError(_bind_error_message(host, port, exc)) from None
+        raise ServerStartError(_bind_error_message(host, port, exc, cli)) from None
     return sock
 
 
-def _bind_error_message(host: str, port: int, exc: OSError) -> str:
+def _bind_error_message(host: str, port: int, exc: OSError, cli: bool = False) -> str:
+    other = port + 1 if port < 65535 else 8001
     in_use = exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1), 10048) or getattr(
         exc, "winerror", None
     ) in (10048, 10013)
+    if in_use and cli:
+        return (
+            f"Le port {port} est déjà utilisé par un autre programme (peut-être un notebook ou un autre "
+            f"« python -m atelier serve »). Arrêtez ce programme ou choisissez un autre port, par exemple "
+            f"--port {other}."
+        )
     if in_use:
         return (
             f"Le port {port} est déjà utilisé par un autre programme (peut-être un autre notebook ou un "
             f"« python -m atelier serve » resté ouvert). Arrêtez ce programme, choisissez un autre port "
-            f"(par exemple start_server(app, port={port + 1 if port < 65535 else 8001})) ou laissez l'atelier "
+            f"(par exemple start_server(app, port={other})) ou laissez l'atelier "
             "en choisir un libre avec port=None."
         )
     if exc.errno in (errno.EACCES, errno.EPERM):
         return (
             f"Accès refusé au port {port} : les ports inférieurs à 1024 demandent des droits "
-            "d'administrateur. Choisissez un port au-dessus de 1024, par exemple 8000, ou port=None."
+            "d'administrateur. Choisissez un port au-dessus de 1024, par exemple 8000"
+            + (" (--port 8000)." if cli else ", ou port=None.")
         )
     if exc.errno == errno.EADDRNOTAVAIL:
         return (

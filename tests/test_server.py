@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -247,8 +248,9 @@ def kernel_venv(request, version: str) -> Path:
     name = f"atelier-kernel-venv-py{version}-{key}"
     try:
         venv = Path(request.config.cache.mkdir(name))
-    except AttributeError:  # cache provider disabled (-p no:cacheprovider)
-        venv = Path(request.getfixturevalue("tmp_path_factory").mktemp(f"py{version}"))
+    except AttributeError:  # cache provider disabled (-p no:cacheprovider): a stable temporary folder
+        venv = Path(tempfile.gettempdir()) / "atelier-kernel-venvs" / name
+        venv.mkdir(parents=True, exist_ok=True)
     python = venv_python(venv)
     if not (venv / ".ready").exists():
         subprocess.run([interpreter, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)

@@ -1,0 +1,155 @@
+"""``python -m atelier serve``: the real app in a subprocess, called over HTTP like curl would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from .conftest import encode, textured_rgb
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "atelier", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def wait_health(url: str, process: subprocess.Popen, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[0]
+        try:
+            response = requests.get(url + "/health", timeout=2)
+            if response.status_code == 200:
+                return response.json()
+        except (requests.ConnectionError, requests.Timeout):
+            pass
+        time.sleep(0.2)
+    raise AssertionError("le serveur n'a pas répondu")
+
+
+def stop(process: subprocess.Popen) -> str:
+    """Ctrl+C (SIGINT) as a user would; returns the whole output."""
+    process.send_signal(signal.SIGINT if os.name != "nt" else signal.CTRL_C_EVENT)
+    try:
+        out, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+        raise AssertionError(f"le serveur ne s'est pas arrêté :\n{out}")
+    return out
+
+
+@pytest.fixture
+def served(saved_model, tmp_path):
+    """``python -m atelier serve`` on a free port, with an API key and a temporary history."""
+    path, metadata = saved_model
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "atelier", "serve", "--model", str(path), "--port", str(port),
+         "--api-key", "secret-de-test", "--db", str(tmp_path / "historique.sqlite3")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        health = wait_health(url, process)
+        yield url, process, metadata, health
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_serve_health_predict_and_stop(served, tmp_path):
+    url, process, metadata, health = served
+    assert health == {"status": "ok", "model_version": metadata["version"]} or (
+        health["status"] == "ok" and health["model_version"] == metadata["version"]
+    )
+    image = encode(textured_rgb())
+    # like: curl -F file=@tuile.jpg -H "X-API-Key: …" http://127.0.0.1:PORT/predict
+    response = requests.post(url + "/predict", files={"file": ("tuile.jpg", image, "image/jpeg")},
+                             headers={"X-API-Key": "secret-de-test"}, timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["label"] in metadata["classes"]
+    assert set(body["probabilities"]) == set(metadata["classes"])
+    assert body["model_version"] == metadata["version"]
+    # the key given on the command line is enforced
+    refused = requests.post(url + "/predict", files={"file": ("tuile.jpg", image, "image/jpeg")}, timeout=30)
+    assert refused.status_code == 401 and refused.json()["detail"]
+    # the history went to --db
+    assert (tmp_path / "historique.sqlite3").exists()
+    out = stop(process)
+    assert process.returncode == 0, out
+    assert f"API de l'atelier en marche sur {url}" in out
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "arrêté"
+    assert "Traceback" not in out
+
+
+def test_serve_port_taken_is_a_french_error(saved_model):
+    path, _ = saved_model
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        started = time.monotonic()
+        result = run_cli("serve", "--model", str(path), "--port", str(port))
+    assert result.returncode != 0
+    assert f"Le port {port} est déjà utilisé" in result.stderr and "--port" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert time.monotonic() - started < 30  # reported before TensorFlow is even imported
+
+
+def test_serve_missing_model_is_a_french_error(tmp_path):
+    result = run_cli("serve", "--model", str(tmp_path / "absent.keras"), "--port", str(free_port()))
+    assert result.returncode != 0
+    assert "Modèle introuvable" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_serve_without_model_is_a_french_error(monkeypatch):
+    monkeypatch.delenv("ATELIER_MODEL", raising=False)
+    result = run_cli("serve")
+    assert result.returncode != 0
+    assert "Indiquez le modèle" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_unreadable_model_is_a_french_error(tmp_path):
+    bad = tmp_path / "faux.keras"
+    bad.write_bytes(b"ceci n'est pas un modele")
+    result = run_cli("serve", "--model", str(bad), "--port", str(free_port()))
+    assert result.returncode != 0
+    assert result.stderr.startswith("Erreur") and "Traceback" not in result.stderr
+
+
+def test_serve_with_two_workers(saved_model, tmp_path):
+    """--workers 2: the factory import string + environment variables, each worker loads the model."""
+    path, metadata = saved_model
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "atelier", "serve", "--model", str(path), "--port", str(port), "--workers", "2",
+         "--db", str(tmp_path / "h.sqlite3"), "--no-access-log"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_health(url, process, timeout=180)["model_version"] == metadata["version"]
+        image = encode(textured_rgb(seed=1))
+        for _ in range(4):
+            response = requests.post(url + "/predict", files={"file": ("t.jpg", image, "image/jpeg")}, timeout=60)
+            assert response.status_code == 200, response.text
+    finally:
+        out = stop(process)
+    assert "Traceback" not in out, out
