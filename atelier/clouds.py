@@ -106,8 +106,8 @@ def make_cloud_layer(
 ) -> CloudLayer:
     """Fabrique une couche de nuages procéduraux couvrant au moins ``min_cover`` de l'image.
 
-    La couverture visée est tirée entre ``min_cover`` et 100 % (un quart des couches sont entièrement
-    couvertes) ; l'épaisseur, la douceur des bords, le voile léger, la couleur et l'ombre portée varient
+    La couverture visée est tirée entre ``min_cover`` et 100 % (une couche sur cinq est entièrement
+    couverte) ; l'épaisseur, la douceur des bords, le voile léger, la couleur et l'ombre portée varient
     d'une couche à l'autre.
     """
     if not 0.0 < min_cover <= 1.0:
@@ -115,9 +115,9 @@ def make_cloud_layer(
     full = size + 2 * _MARGIN
     for _ in range(20):
         base_cell = rng.uniform(16.0, 56.0)  # size of the largest cloud structures, in pixels
-        density = fractal_noise(rng, (full, full), base_cell, octaves=5, persistence=rng.uniform(0.45, 0.65))
+        density = fractal_noise(rng, (full, full), base_cell, octaves=5, persistence=rng.uniform(0.4, 0.6))
         inner = density[_MARGIN:-_MARGIN, _MARGIN:-_MARGIN]
-        target = 1.0 if rng.random() < 0.25 else rng.uniform(min_cover + 0.05, 1.0)
+        target = 1.0 if rng.random() < 0.2 else rng.uniform(min_cover + 0.1, 1.0)
         target = min(target, 1.0)
         # Threshold such that a fraction `target` of the image lies above it; pixels above get alpha ≥ 0.5.
         threshold = float(np.quantile(inner, 1.0 - target)) if target < 1.0 else float(inner.min()) - 0.05
@@ -138,13 +138,12 @@ def make_cloud_layer(
     shadow = alpha_full[_MARGIN + dy : _MARGIN + dy + size, _MARGIN + dx : _MARGIN + dx + size]
     shadow = shadow * rng.uniform(0.25, 0.6)
 
-    # Cloud colour: white to light grey, brighter where thicker, shaded by a relief effect (light from one side).
+    # Cloud colour: white to light grey, with broad brighter (thicker) and greyer (thinner) areas.
     white = rng.uniform(0.82, 1.0)
-    texture = fractal_noise(rng, (size, size), rng.uniform(6.0, 20.0), octaves=4, persistence=0.55)
-    relief = inner - np.roll(inner, 1, axis=int(rng.integers(0, 2)))
-    grey = white * (1.0 - rng.uniform(0.05, 0.25) * (1.0 - texture)) + rng.uniform(1.0, 4.0) * relief
+    texture = fractal_noise(rng, (size, size), rng.uniform(12.0, 40.0), octaves=3, persistence=0.5)
+    grey = white * (1.0 - rng.uniform(0.08, 0.3) * (1.0 - texture))
     grey = np.clip(grey, 0.0, 1.0)
-    tint = np.array([1.0, 1.0, 1.0]) + rng.uniform(-0.03, 0.03, size=3)  # slightly warm or cold clouds
+    tint = np.array([1.0, 1.0, 1.0]) + rng.uniform(-0.01, 0.01, size=3)  # slightly warm or cold clouds
     colour = np.clip(grey[:, :, None] * tint[None, None, :], 0.0, 1.0)
     return CloudLayer(alpha=alpha, shadow=shadow, colour=colour, cover=cover)
 
@@ -161,7 +160,13 @@ def add_clouds(
     if ground.ndim != 3 or ground.shape[0] != ground.shape[1] or ground.shape[2] != 3:
         raise ValueError(f"L'image de sol doit être carrée et RVB, de forme (n, n, 3) (reçu : {ground.shape}).")
     layer = make_cloud_layer(rng, size=ground.shape[0], min_cover=min_cover)
+    # Clouds are brighter than the ground below them (even bright sand): lift too dim clouds.
+    ground_bright = float(np.quantile(ground.mean(axis=2), 0.9))
+    cloud_mean = float(layer.colour.mean())
+    colour = layer.colour
+    if cloud_mean < ground_bright + 0.12:
+        colour = np.clip(colour * (ground_bright + 0.12) / max(cloud_mean, 1e-3), 0.0, 1.0)
     shaded = ground * (1.0 - layer.shadow[:, :, None])
     alpha = layer.alpha[:, :, None]
-    image = shaded * (1.0 - alpha) + layer.colour * alpha
+    image = shaded * (1.0 - alpha) + colour * alpha
     return np.clip(image, 0.0, 1.0), layer.cover
