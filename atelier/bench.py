@@ -1,0 +1,464 @@
+"""Banc d'essai de l'API : ``python -m atelier bench``.
+
+Mesure, en une seule exécution et sur la boucle locale (127.0.0.1) :
+
+1. le **plafond** : une route triviale du même serveur (``GET /health``) — ce que FastAPI + uvicorn
+   peuvent servir au mieux sur cette machine ;
+2. l'**API naïve** des tutoriels (:mod:`atelier.naive_app`, ``model.predict`` à chaque requête) ;
+3. la **vraie API** : ``POST /predict`` de ``python -m atelier serve``,
+
+chacune à plusieurs niveaux de concurrence (1, 8 et 32 connexions par défaut). Les serveurs tournent
+dans des processus séparés du générateur de charge (pas de GIL partagé). Le générateur est ``wrk``
+s'il est installé (paquet Debian/Ubuntu ``wrk``, Homebrew ``wrk``), sinon un client HTTP/1.1 en
+asyncio avec connexions persistantes, dont on mesure la charge processeur pour signaler s'il
+devient lui-même le facteur limitant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+#: Concurrency used for the headline figures (``predict_rps``, ``p50_ms``, ``p99_ms``…).
+HEADLINE_CONNECTIONS = 8
+BOUNDARY = "atelier-bench-7f3a9c"
+
+TARGETS = {
+    "ceiling": "plafond (GET /health)",
+    "naive": "API naïve (model.predict)",
+    "predict": "vraie API (POST /predict)",
+}
+
+WRK_SCRIPT = r"""
+-- Sets a multipart body read from a file (binary-safe), and prints the results as one JSON line.
+local body_path = os.getenv("ATELIER_BENCH_BODY")
+if body_path and body_path ~= "" then
+  local f = assert(io.open(body_path, "rb"))
+  wrk.method = "POST"
+  wrk.body = f:read("*a")
+  f:close()
+  wrk.headers["Content-Type"] = os.getenv("ATELIER_BENCH_CONTENT_TYPE")
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'ATELIER_JSON {"requests": %d, "duration_us": %d, "errors": %d, "p50_us": %d, "p99_us": %d}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+class BenchError(RuntimeError):
+    """Le banc d'essai n'a pas pu être mené (serveur qui ne démarre pas, générateur absent…)."""
+
+
+@dataclass
+class Measure:
+    """Une mesure : une cible à une concurrence donnée."""
+
+    target: str
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    generator_cpu: float | None = None  # share of one core used by the Python generator (None for wrk)
+
+
+# --- request bodies ---------------------------------------------------------------------------------------
+
+
+def sample_jpeg(size: int = 64, seed: int = 0) -> bytes:
+    """Une petite image JPEG texturée (comme une tuile satellite de l'atelier)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array([40, 120, 60]) + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def multipart_body(image: bytes, field: str = "file", filename: str = "tuile.jpg") -> tuple[bytes, str]:
+    """Corps ``multipart/form-data`` avec un seul fichier ; renvoie (corps, type de contenu)."""
+    body = (
+        f"--{BOUNDARY}\r\n"
+        f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={BOUNDARY}"
+
+
+# --- servers in subprocesses ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """Un serveur lancé dans un sous-processus ; attend que ``GET /health`` réponde."""
+
+    def __init__(self, name: str, command: Sequence[str], port: int, workdir: Path, timeout: float = 120) -> None:
+        self.name = name
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = workdir / f"{name}.log"
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(list(command), stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_idle(self, timeout: float = 120) -> None:
+        """Attend que le serveur ait fini les requêtes en file (``/health`` répond de nouveau)."""
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchError(f"Le serveur « {self.name} » s'est arrêté au démarrage :\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=10) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        raise BenchError(f"Le serveur « {self.name} » n'a pas répondu en {timeout:g} s :\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        self._log.flush()
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._log.close()
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+# --- load generators --------------------------------------------------------------------------------------
+
+
+class WrkGenerator:
+    """``wrk`` (C, boucle d'événements) : ne sature pas avant un serveur Python."""
+
+    name = "wrk"
+
+    def __init__(self, workdir: Path, body: bytes, content_type: str) -> None:
+        self.executable = shutil.which("wrk")
+        if self.executable is None:
+            raise BenchError("wrk n'est pas installé (paquet « wrk » de Debian/Ubuntu ou de Homebrew).")
+        self.script = workdir / "atelier_bench.lua"
+        self.script.write_text(WRK_SCRIPT, encoding="utf-8")
+        self.body_path = workdir / "body.bin"
+        self.body_path.write_bytes(body)
+        self.content_type = content_type
+
+    def run(self, url: str, post: bool, connections: int, duration: float) -> dict[str, Any]:
+        env = dict(os.environ, ATELIER_BENCH_BODY=str(self.body_path) if post else "",
+                   ATELIER_BENCH_CONTENT_TYPE=self.content_type)
+        command = [self.executable, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+                   "--timeout", "30s", "-s", str(self.script), url]
+        out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=duration + 60)
+        match = re.search(r"^ATELIER_JSON (\{.*\})$", out.stdout, re.MULTILINE)
+        if out.returncode != 0 or match is None:
+            raise BenchError(f"wrk a échoué (code {out.returncode}) :\n{out.stdout}\n{out.stderr}")
+        raw = json.loads(match.group(1))
+        return {
+            "requests": raw["requests"], "errors": raw["errors"], "seconds": raw["duration_us"] / 1e6,
+            "p50_ms": raw["p50_us"] / 1000, "p99_ms": raw["p99_us"] / 1000, "generator_cpu": None,
+        }
+
+
+class PythonGenerator:
+    """Client HTTP/1.1 minimal en asyncio (connexions persistantes, octets bruts) : la solution de repli.
+
+    Il tourne dans le processus du banc d'essai ; sa part de processeur est mesurée : au-delà de ~80 %
+    d'un cœur, c'est lui qui limite la mesure (les chiffres sont alors des minima).
+    """
+
+    name = "python"
+
+    def __init__(self, workdir: Path, body: bytes, content_type: str) -> None:
+        self.body = body
+        self.content_type = content_type
+
+    def _request(self, url: str, post: bool) -> tuple[str, int, bytes]:
+        match = re.match(r"http://([^:/]+):(\d+)(/.*)$", url)
+        assert match, url
+        host, port, path = match.group(1), int(match.group(2)), match.group(3)
+        if post:
+            head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {self.content_type}\r\n"
+                    f"Content-Length: {len(self.body)}\r\n\r\n")
+            return host, port, head.encode() + self.body
+        return host, port, f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+
+    def run(self, url: str, post: bool, connections: int, duration: float) -> dict[str, Any]:
+        host, port, request = self._request(url, post)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        latencies, errors = asyncio.run(_python_load(host, port, request, connections, duration))
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        latencies.sort()
+        return {
+            "requests": len(latencies), "errors": errors, "seconds": duration,
+            "p50_ms": _percentile(latencies, 50) * 1000, "p99_ms": _percentile(latencies, 99) * 1000,
+            "generator_cpu": cpu / wall if wall else None,
+        }
+
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
+
+
+async def _python_load(host: str, port: int, request: bytes, connections: int, duration: float):
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + duration
+
+    async def worker() -> None:
+        nonlocal errors
+        reader = writer = None
+        while time.perf_counter() < deadline:
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(host, port)
+                started = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = _CONTENT_LENGTH.search(head)
+                if length is None:
+                    raise ConnectionError("réponse sans Content-Length")
+                await reader.readexactly(int(length.group(1)))
+                finished = time.perf_counter()
+                if finished <= deadline:  # count only responses completed inside the window
+                    latencies.append(finished - started)
+                    if not head.startswith((b"HTTP/1.1 2", b"HTTP/1.0 2")):
+                        errors += 1
+                if b"connection: close" in head.lower():
+                    writer.close()
+                    writer = None
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                errors += 1
+                if writer is not None:
+                    writer.close()
+                writer = None
+                await asyncio.sleep(0.01)
+        if writer is not None:
+            writer.close()
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(connections)]
+    # requests still in flight at the deadline are not counted; give them a little time, then cancel
+    done, pending = await asyncio.wait(tasks, timeout=duration + 30)
+    for task in pending:
+        task.cancel()
+    return latencies, errors
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[index]
+
+
+def make_generator(kind: str, workdir: Path, body: bytes, content_type: str):
+    """``kind`` : ``"auto"`` (wrk s'il est installé, sinon Python), ``"wrk"`` ou ``"python"``."""
+    if kind == "wrk" or (kind == "auto" and shutil.which("wrk")):
+        return WrkGenerator(workdir, body, content_type)
+    if kind in ("auto", "python"):
+        return PythonGenerator(workdir, body, content_type)
+    raise BenchError(f"Générateur inconnu : {kind!r} (auto, wrk ou python).")
+
+
+# --- the benchmark ----------------------------------------------------------------------------------------
+
+
+def untrained_model(workdir: Path) -> Path:
+    """Enregistre un CNN de l'atelier non entraîné (les poids n'influent pas sur la vitesse)."""
+    import keras
+
+    from .labels import CLASSES
+    from .model import build_cnn
+    from .model_io import save_model
+
+    keras.utils.set_random_seed(0)
+    path = workdir / "cnn_non_entraine.keras"
+    save_model(build_cnn(CLASSES, 64, augment=False), path, classes=CLASSES, data_source="bench", metrics={})
+    return path
+
+
+def _measure(generator, target: str, url: str, post: bool, connections: int, duration: float) -> Measure:
+    raw = generator.run(url, post, connections, duration)
+    seconds = raw["seconds"] or duration
+    return Measure(
+        target=target, connections=connections, rps=raw["requests"] / seconds, p50_ms=raw["p50_ms"],
+        p99_ms=raw["p99_ms"], requests=raw["requests"], errors=raw["errors"], generator_cpu=raw["generator_cpu"],
+    )
+
+
+def run_bench(
+    model_path: str | Path | None = None,
+    *,
+    duration: float = 5.0,
+    connections: Sequence[int] = (1, 8, 32),
+    generator: str = "auto",
+    warmup: float = 1.0,
+    log=print,
+) -> dict[str, Any]:
+    """Mène le banc d'essai complet et renvoie un résumé (voir le module) ; ``log`` reçoit la progression."""
+    connections = sorted(set(int(c) for c in connections))
+    if not connections or connections[0] < 1:
+        raise BenchError("Les niveaux de concurrence doivent être des entiers ≥ 1, par exemple 1,8,32.")
+    if duration <= 0:
+        raise BenchError("La durée doit être positive (en secondes).")
+    with tempfile.TemporaryDirectory(prefix="atelier-bench-") as tmp:
+        workdir = Path(tmp)
+        if model_path is None:
+            log("Modèle : CNN de l'atelier non entraîné (la vitesse ne dépend pas des poids).")
+            model_path = untrained_model(workdir)
+        else:
+            model_path = Path(model_path)
+            if not model_path.is_file():
+                raise BenchError(f"Modèle introuvable : {model_path}")
+        body, content_type = multipart_body(sample_jpeg())
+        gen = make_generator(generator, workdir, body, content_type)
+        log(f"Générateur de charge : {gen.name} ; {duration:g} s par mesure ; concurrences {connections}.")
+        measures: list[Measure] = []
+
+        def series(target: str, server: ServerProcess, path: str, post: bool) -> None:
+            url = server.url + path
+            gen.run(url, post, max(connections), warmup)  # warm-up: compiled paths, thread pools, caches
+            server.wait_idle()
+            previous_rps = 0.0
+            for c in connections:
+                # A slow server answers c requests only every c / rps seconds: lengthen the window so
+                # that each connection completes several requests (else a 5 s run could count none).
+                seconds = duration
+                if previous_rps > 0:
+                    seconds = min(max(duration, 3 * c / previous_rps), 10 * duration)
+                m = _measure(gen, target, url, post, c, seconds)
+                log(f"  {TARGETS[target]:<28} c={c:<3} {m.rps:8.1f} req/s  ({seconds:.0f} s)")
+                measures.append(m)
+                server.wait_idle()  # requests still queued when the generator stopped must not overlap
+                previous_rps = m.rps or previous_rps
+
+        python = sys.executable
+        real_port = free_port()
+        log("Démarrage de la vraie API (python -m atelier serve)…")
+        with ServerProcess("api", [python, "-m", "atelier", "serve", "--model", str(model_path),
+                                   "--port", str(real_port), "--no-access-log",
+                                   "--db", str(workdir / "historique.sqlite3")], real_port, workdir) as real:
+            series("ceiling", real, "/health", post=False)
+            series("predict", real, "/predict", post=True)
+        naive_port = free_port()
+        log("Démarrage de l'API naïve (atelier.naive_app)…")
+        with ServerProcess("naive", [python, "-m", "atelier.naive_app", "--model", str(model_path),
+                                     "--port", str(naive_port)], naive_port, workdir) as naive:
+            series("naive", naive, "/predict", post=True)
+    return summarize(measures, generator=gen.name, duration=duration, model=str(model_path))
+
+
+def summarize(measures: list[Measure], *, generator: str, duration: float, model: str) -> dict[str, Any]:
+    """Le résumé JSON : chiffres clés à la concurrence 8 (ou la plus proche), détails, objectifs."""
+    levels = sorted({m.connections for m in measures})
+    headline = min(levels, key=lambda c: (abs(c - HEADLINE_CONNECTIONS), c))
+
+    def pick(target: str) -> Measure:
+        return next(m for m in measures if m.target == target and m.connections == headline)
+
+    ceiling, naive, predict = pick("ceiling"), pick("naive"), pick("predict")
+    ratio_ceiling = predict.rps / ceiling.rps if ceiling.rps else 0.0
+    ratio_naive = predict.rps / naive.rps if naive.rps else float("inf")
+    cpu = [m.generator_cpu for m in measures if m.generator_cpu is not None]
+    return {
+        "ceiling_rps": round(ceiling.rps, 1),
+        "naive_rps": round(naive.rps, 1),
+        "predict_rps": round(predict.rps, 1),
+        "p50_ms": round(predict.p50_ms, 2),
+        "p99_ms": round(predict.p99_ms, 2),
+        "connections": headline,
+        "predict_vs_ceiling": round(ratio_ceiling, 3),
+        "predict_vs_naive": round(ratio_naive, 1),
+        "targets": {
+            "predict_rps >= 0.4 x ceiling_rps": ratio_ceiling >= 0.4,
+            "predict_rps >= 20 x naive_rps": ratio_naive >= 20,
+            "p99_ms <= 50": predict.p99_ms <= 50,
+        },
+        "errors": sum(m.errors for m in measures),
+        "generator": generator,
+        "generator_max_cpu": round(max(cpu), 2) if cpu else None,
+        "duration_s": duration,
+        "cpu_count": os.cpu_count(),
+        "model": model,
+        "results": [asdict(m) for m in measures],
+    }
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """Le tableau des mesures, en français."""
+    rows = [("cible", "connexions", "req/s", "p50 (ms)", "p99 (ms)", "requêtes", "erreurs")]
+    for target in TARGETS:
+        for m in summary["results"]:
+            if m["target"] == target:
+                rows.append((TARGETS[target], str(m["connections"]), f"{m['rps']:.1f}", f"{m['p50_ms']:.1f}",
+                             f"{m['p99_ms']:.1f}", str(m["requests"]), str(m["errors"])))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    c = summary["connections"]
+    ok = {True: "atteint", False: "non atteint"}
+    targets = list(summary["targets"].values())
+    lines += [
+        "",
+        f"À {c} connexions : /predict = {summary['predict_vs_ceiling']:.0%} du plafond "
+        f"(objectif ≥ 40 % : {ok[targets[0]]}), {summary['predict_vs_naive']:g} × l'API naïve "
+        f"(objectif ≥ 20 × : {ok[targets[1]]}), p99 = {summary['p99_ms']:.1f} ms (objectif ≤ 50 ms : {ok[targets[2]]}).",
+        f"Générateur : {summary['generator']} ; {summary['cpu_count']} cœurs ; {summary['duration_s']:g} s par mesure.",
+    ]
+    if summary["generator_max_cpu"] is not None and summary["generator_max_cpu"] > 0.8:
+        lines.append(
+            f"Attention : le générateur Python a utilisé jusqu'à {summary['generator_max_cpu']:.0%} d'un cœur ; "
+            "il limite peut-être la mesure (installez wrk pour des chiffres fiables)."
+        )
+    if summary["errors"]:
+        lines.append(f"Attention : {summary['errors']} requêtes en erreur pendant les mesures.")
+    return "\n".join(lines)
