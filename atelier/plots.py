@@ -1,0 +1,299 @@
+"""Les figures de l'atelier, en français : échantillons, répartition des classes, augmentation,
+courbes d'apprentissage, matrice de confusion et galerie des erreurs.
+
+Chaque fonction renvoie une :class:`matplotlib.figure.Figure` construite **sans** ``pyplot`` : pas
+d'état global, pas de fenêtre ouverte, utilisable dans un test ou un serveur. Dans un notebook, activez
+l'affichage des figures une fois (``%matplotlib inline`` dans la mise en place), puis mettez la figure en
+dernière ligne de la cellule (ou appelez ``display(figure)``) pour l'afficher ;
+``figure.savefig("fichier.png")`` l'enregistre.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+#: One colour per workshop class (the same everywhere), then a fallback cycle for other classes.
+CLASS_COLOURS: dict[str, str] = {
+    "forêt": "#2e7d32",
+    "mer": "#1565c0",
+    "désert": "#d4a017",
+    "nuageux": "#78909c",
+}
+_FALLBACK_COLOURS = ("#8e24aa", "#ef6c00", "#00897b", "#c62828", "#5d4037", "#3949ab")
+
+#: French names of the usual Keras metrics, for axis labels and titles.
+METRIC_NAMES: dict[str, str] = {"loss": "Perte (entropie croisée)", "accuracy": "Précision (accuracy)"}
+
+
+def class_colour(name: str, index: int = 0) -> str:
+    """Couleur d'une classe : fixe pour forêt, mer, désert, nuageux ; sinon tirée d'un cycle."""
+    return CLASS_COLOURS.get(name, _FALLBACK_COLOURS[index % len(_FALLBACK_COLOURS)])
+
+
+def _percent(value: float, decimals: int = 0) -> str:
+    """``0.873`` → ``« 87 % »``, ou ``« 87,3 % »`` avec une décimale (virgule et espace fine insécable)."""
+    return f"{100 * value:.{decimals}f}".replace(".", ",") + "\u202f%"
+
+
+def _as_uint8(image) -> np.ndarray:
+    """Accepte une image uint8 0–255, float 0–255 ou float 0–1 ; renvoie un uint8 affichable."""
+    array = np.asarray(image)
+    if array.dtype == np.uint8:
+        return array
+    array = array.astype(np.float64)
+    if array.size and array.max() <= 1.0 + 1e-6:
+        array = array * 255.0
+    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
+
+
+def _hide_ticks(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def plot_samples_per_class(
+    images: np.ndarray,
+    labels: Sequence[int],
+    classes: Sequence[str],
+    *,
+    per_class: int = 6,
+    seed: int = 0,
+    title: str = "Exemples d'images par classe",
+) -> Figure:
+    """Grille d'exemples : une ligne par classe, ``per_class`` images tirées au hasard (graine ``seed``).
+
+    Le nom de la classe et son effectif sont écrits à gauche de chaque ligne.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    n_rows, n_cols = len(classes), per_class
+    figure = Figure(figsize=(1.5 * n_cols + 1.4, 1.5 * n_rows + 0.6), layout="constrained")
+    axes = np.atleast_2d(figure.subplots(n_rows, n_cols, squeeze=False))
+    for row, name in enumerate(classes):
+        members = np.flatnonzero(labels == row)
+        chosen = rng.choice(members, size=min(n_cols, len(members)), replace=False) if len(members) else []
+        for col in range(n_cols):
+            ax = axes[row, col]
+            _hide_ticks(ax)
+            if col < len(chosen):
+                ax.imshow(_as_uint8(images[chosen[col]]), interpolation="nearest")
+        axes[row, 0].set_ylabel(
+            f"{name}\n({len(members)} images)", rotation=0, ha="right", va="center",
+            fontsize=11, color=class_colour(name, row), fontweight="bold",
+        )
+    figure.suptitle(title, fontsize=13)
+    return figure
+
+
+def plot_class_balance(
+    counts: Mapping[str, int] | Mapping[str, Mapping[str, int]],
+    *,
+    title: str = "Répartition des images par classe",
+) -> Figure:
+    """Diagramme en barres du nombre d'images par classe.
+
+    ``counts`` est soit ``{classe: effectif}`` (par exemple ``dataset.counts()``), soit
+    ``{partie: {classe: effectif}}`` (par exemple entraînement / validation / test) : les barres sont
+    alors groupées par classe, une couleur par partie.
+    """
+    figure = Figure(figsize=(7.5, 4.2), layout="constrained")
+    ax = figure.subplots()
+    first = next(iter(counts.values()), None)
+    if isinstance(first, Mapping):
+        groups = {str(k): dict(v) for k, v in counts.items()}
+        classes = list(dict.fromkeys(name for part in groups.values() for name in part))
+        x = np.arange(len(classes))
+        width = 0.8 / max(len(groups), 1)
+        palette = ("#455a64", "#f9a825", "#c62828", "#6a1b9a", "#00838f")
+        for k, (part, part_counts) in enumerate(groups.items()):
+            values = [part_counts.get(name, 0) for name in classes]
+            bars = ax.bar(x + (k - (len(groups) - 1) / 2) * width, values, width, label=part,
+                          color=palette[k % len(palette)])
+            ax.bar_label(bars, fontsize=9, padding=2)
+        ax.legend(title="Partie", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        classes = list(counts)
+        values = [int(counts[name]) for name in classes]
+        x = np.arange(len(classes))
+        bars = ax.bar(x, values, 0.6, color=[class_colour(name, i) for i, name in enumerate(classes)])
+        ax.bar_label(bars, fontsize=10, padding=2)
+        total = sum(values)
+        if total:
+            ax.axhline(total / len(values), color="black", linestyle="--", linewidth=1,
+                       label="équilibre parfait\n(moyenne)")
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_xticks(x, classes, fontsize=11)
+    ax.set_xlabel("Classe")
+    ax.set_ylabel("Nombre d'images")
+    ax.set_title(title)
+    ax.margins(y=0.12)
+    ax.spines[["top", "right"]].set_visible(False)
+    return figure
+
+
+def plot_augmentations(
+    image: np.ndarray,
+    augmentation,
+    *,
+    n: int = 8,
+    columns: int = 5,
+    title: str = "Une même image, plusieurs augmentations",
+) -> Figure:
+    """L'image d'origine puis ``n`` versions transformées par ``augmentation``.
+
+    ``augmentation`` est une couche (ou un modèle) Keras appelée avec ``training=True``, ou toute
+    fonction qui prend un lot ``(1, h, l, 3)`` en float 0–255 et renvoie un lot de même forme.
+    """
+    batch = np.asarray(image, dtype=np.float32)[np.newaxis]
+    panels = [("Originale", _as_uint8(image))]
+    for k in range(n):
+        try:
+            out = augmentation(batch, training=True)
+        except TypeError:  # a plain function without a ``training`` argument
+            out = augmentation(batch)
+        panels.append((f"Augmentée n° {k + 1}", _as_uint8(np.clip(np.asarray(out)[0], 0, 255))))
+    rows = math.ceil(len(panels) / columns)
+    figure = Figure(figsize=(2.0 * columns, 2.2 * rows + 0.4), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax, (label, picture) in zip(axes, panels):
+        ax.imshow(picture, interpolation="nearest")
+        ax.set_title(label, fontsize=10, fontweight="bold" if label == "Originale" else "normal")
+    for ax in axes:
+        _hide_ticks(ax)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    figure.suptitle(title, fontsize=13)
+    return figure
+
+
+def plot_training_curves(history: Any, *, title: str = "Courbes d'apprentissage") -> Figure:
+    """Perte et précision par époque, sur l'entraînement et la validation (deux graphiques).
+
+    ``history`` est l'objet renvoyé par ``model.fit`` ou son dictionnaire ``history.history``.
+    La meilleure époque (perte de validation minimale) est marquée d'une ligne verticale.
+    """
+    values = getattr(history, "history", history)
+    metrics = [m for m in ("loss", "accuracy") if m in values] or [
+        m for m in values if not m.startswith("val_")
+    ][:2]
+    figure = Figure(figsize=(5.2 * len(metrics), 4.0), layout="constrained")
+    axes = figure.subplots(1, len(metrics), squeeze=False)[0]
+    best = None
+    if "val_loss" in values and len(values["val_loss"]):
+        best = int(np.argmin(values["val_loss"])) + 1
+    for ax, metric in zip(axes, metrics):
+        train = np.asarray(values[metric], dtype=float)
+        epochs = np.arange(1, len(train) + 1)
+        ax.plot(epochs, train, "o-", color="#1565c0", label="entraînement", markersize=4)
+        if f"val_{metric}" in values:
+            ax.plot(epochs, np.asarray(values[f"val_{metric}"], dtype=float), "s-", color="#ef6c00",
+                    label="validation", markersize=4)
+        if best is not None:
+            ax.axvline(best, color="grey", linestyle=":", label=f"meilleure époque ({best})")
+        name = METRIC_NAMES.get(metric, metric)
+        ax.set_title(name)
+        ax.set_xlabel("Époque")
+        ax.set_ylabel(name.split(" (")[0])
+        if metric == "accuracy":
+            ax.set_ylim(min(0.0 if train.min() < 0.5 else 0.5, ax.get_ylim()[0]), 1.01)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    figure.suptitle(title, fontsize=13)
+    return figure
+
+
+def plot_confusion_matrix(
+    matrix,
+    classes: Sequence[str],
+    *,
+    title: str = "Matrice de confusion",
+) -> Figure:
+    """Matrice de confusion : ligne = vraie classe, colonne = classe prédite.
+
+    Chaque case montre l'effectif et, en dessous, la part de la vraie classe (pourcentage de la ligne) ;
+    les cases vides affichent simplement « 0 », en gris.
+    La couleur suit ce pourcentage, pour que les classes peu nombreuses restent lisibles.
+    """
+    matrix = np.asarray(matrix, dtype=np.int64)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
+    size = 1.3 * len(classes) + 2.4
+    figure = Figure(figsize=(size + 0.8, size), layout="constrained")
+    ax = figure.subplots()
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            colour = "white" if share[i, j] > 0.55 else "black"
+            text = f"{matrix[i, j]}\n{_percent(share[i, j])}" if matrix[i, j] else "0"
+            ax.text(j, i, text, ha="center", va="center", color=colour if matrix[i, j] else "#9e9e9e",
+                    fontsize=11 if matrix[i, j] else 10)
+    ticks = np.arange(len(classes))
+    ax.set_xticks(ticks, classes)
+    ax.set_yticks(ticks, classes)
+    ax.set_xlabel("Classe prédite")
+    ax.set_ylabel("Vraie classe")
+    total = int(matrix.sum())
+    accuracy = np.trace(matrix) / total if total else 0.0
+    ax.set_title(f"{title}\n{total} images, précision {_percent(accuracy, 1)}")
+    colorbar = figure.colorbar(image, ax=ax, shrink=0.8)
+    colorbar.set_label("Part de la vraie classe")
+    return figure
+
+
+def plot_misclassified(
+    images: np.ndarray,
+    true_labels: Sequence[int],
+    predicted_labels: Sequence[int],
+    classes: Sequence[str],
+    *,
+    probabilities: np.ndarray | None = None,
+    max_images: int = 12,
+    columns: int = 6,
+    title: str = "Images mal classées",
+) -> Figure:
+    """Galerie des images dont la prédiction est fausse : vraie classe et classe prédite sous chacune.
+
+    Avec ``probabilities`` (sorties du modèle), la confiance dans la classe prédite est indiquée et les
+    erreurs les plus « sûres d'elles » viennent en premier. S'il n'y a aucune erreur, la figure le dit.
+    """
+    true_labels = np.asarray(true_labels)
+    predicted_labels = np.asarray(predicted_labels)
+    wrong = np.flatnonzero(true_labels != predicted_labels)
+    if probabilities is not None and len(wrong):
+        confidence = np.asarray(probabilities)[wrong, predicted_labels[wrong]]
+        wrong = wrong[np.argsort(-confidence, kind="stable")]
+    shown = wrong[:max_images]
+    if len(shown) == 0:
+        figure = Figure(figsize=(6, 1.6), layout="constrained")
+        ax = figure.subplots()
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"Aucune image mal classée sur {len(true_labels)} : bravo !",
+                ha="center", va="center", fontsize=13)
+        figure.suptitle(title, fontsize=13)
+        return figure
+    columns = min(columns, len(shown))
+    rows = math.ceil(len(shown) / columns)
+    figure = Figure(figsize=(2.1 * columns, 2.5 * rows + 0.5), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax, index in zip(axes, shown):
+        ax.imshow(_as_uint8(images[index]), interpolation="nearest")
+        predicted = classes[predicted_labels[index]]
+        caption = f"vrai : {classes[true_labels[index]]}\nprédit : {predicted}"
+        if probabilities is not None:
+            caption += f" ({_percent(float(probabilities[index, predicted_labels[index]]))})"
+        ax.set_title(caption, fontsize=9, color="#b71c1c")
+    for ax in axes:
+        _hide_ticks(ax)
+    for ax in axes[len(shown):]:
+        ax.set_visible(False)
+    more = f" (les {len(shown)} premières sur {len(wrong)})" if len(wrong) > len(shown) else f" ({len(wrong)})"
+    figure.suptitle(title + more, fontsize=13)
+    return figure
