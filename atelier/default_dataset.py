@@ -39,12 +39,11 @@ from PIL import Image
 
 from atelier import clouds as _clouds_module
 from atelier.clouds import CLOUD_COVER_MIN, add_clouds, fractal_noise, value_noise
+from atelier.labels import CLASSES
 from atelier.paths import cache_dir
 
 #: Version of the generator; bump it whenever the output changes, so that old caches are not reused.
 DATASET_VERSION = 1
-#: The four classes, in the workshop's canonical order (Unicode NFC folder names).
-CLASSES: tuple[str, ...] = tuple(unicodedata.normalize("NFC", c) for c in ("forêt", "mer", "désert", "nuageux"))
 #: ASCII prefixes of the file names (ASCII file names travel better across OSes and zip tools).
 FILE_PREFIXES: dict[str, str] = dict(zip(CLASSES, ("foret", "mer", "desert", "nuageux")))
 IMAGE_SIZE = 64
