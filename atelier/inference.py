@@ -8,9 +8,12 @@
 * :class:`Predictor` garde le modèle en service. :meth:`Predictor.swap` remplace ce modèle par un
   autre déjà chargé, vérifié et chauffé : une requête en cours garde la référence du modèle qu'elle a
   prise au début et se termine dessus ; les suivantes utilisent le nouveau.
-* Regroupement optionnel des requêtes concurrentes (*micro-batching*, comme TensorFlow Serving) :
-  un thread unique réunit jusqu'à ``max_batch_size`` images arrivées en même temps (en attendant au
-  plus ``batch_wait_ms``) et les passe au réseau en un seul appel.
+* Regroupement des requêtes concurrentes (*micro-batching*, comme TensorFlow Serving), activé par
+  défaut : un thread unique réunit jusqu'à ``max_batch_size`` images arrivées en même temps (en
+  attendant au plus ``batch_wait_ms`` ; 0 par défaut : les images arrivées pendant le calcul du lot
+  précédent forment le lot suivant, une requête seule n'attend pas) et les passe au réseau en un seul
+  appel. Sur 2 cœurs, un appel coûte ≈ 1,8 ms de CPU pour une image mais ≈ 0,8 ms par image dès 4
+  images : le regroupement économise environ un tiers du CPU par requête dès 8 requêtes simultanées.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ import numpy as np
 from .model_io import ModelFileError, ModelInfo, load_model
 
 log = logging.getLogger(__name__)
+
+#: Longest wait for a batched prediction before the request fails (a batch takes milliseconds).
+RESULT_TIMEOUT_S = 120.0
 
 
 class IncompatibleModelError(ModelFileError):
@@ -99,7 +105,7 @@ class ServingModel:
         self._call = call
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
-        """Trace le graphe et vérifie que le réseau renvoie bien des probabilités."""
+        """Trace le graphe, prépare les noyaux pour chaque taille de lot et vérifie les probabilités."""
         rng = np.random.default_rng(0)
         for n in sorted(set(batch_sizes) | {1}):
             images = rng.integers(0, 256, (n, self.image_size, self.image_size, 3)).astype(np.float32)
@@ -189,9 +195,9 @@ class Predictor:
         self,
         serving: ServingModel,
         *,
-        batching: bool = False,
+        batching: bool = True,
         max_batch_size: int = 16,
-        batch_wait_ms: float = 1.0,
+        batch_wait_ms: float = 0.0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size doit être au moins 1.")
@@ -205,8 +211,8 @@ class Predictor:
 
     @classmethod
     def from_path(cls, path: str | Path, **options) -> "Predictor":
-        max_batch = options.get("max_batch_size", 16) if options.get("batching") else 1
-        return cls(ServingModel.load(path, warm_batch_sizes=(1, max_batch)), **options)
+        max_batch = options.get("max_batch_size", 16) if options.get("batching", True) else 1
+        return cls(ServingModel.load(path, warm_batch_sizes=tuple(range(1, max_batch + 1))), **options)
 
     @property
     def current(self) -> ServingModel:
@@ -216,7 +222,8 @@ class Predictor:
     def predict_array(self, image: np.ndarray) -> Prediction:
         """Prédit une image ``uint8`` ``(taille, taille, 3)`` déjà prétraitée ; bloque jusqu'au résultat."""
         if self.batching:
-            return self._get_batcher().submit(image).result()
+            # The timeout only guards against a stuck model: a batch takes milliseconds.
+            return self._get_batcher().submit(image).result(timeout=RESULT_TIMEOUT_S)
         serving = self._current  # taken once: a concurrent swap does not affect this request
         probabilities = serving.run(image[np.newaxis].astype(np.float32))
         return Prediction(probabilities[0], serving.classes, serving.version)
@@ -257,8 +264,12 @@ class Predictor:
             )
         serving = ServingModel(info=info)
         serving.compile()
-        serving.warm_up((1, self.max_batch_size if self.batching else 1))
+        serving.warm_up(self._warm_sizes())
         return serving
+
+    def _warm_sizes(self) -> tuple[int, ...]:
+        # Every batch size the batcher can form: oneDNN prepares its kernels per shape on first use.
+        return tuple(range(1, self.max_batch_size + 1)) if self.batching else (1,)
 
     def swap(self, serving: ServingModel) -> ServingModel:
         """Met *serving* en service (déjà chargé et chauffé) et renvoie l'ancien modèle."""

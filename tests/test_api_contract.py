@@ -252,11 +252,11 @@ def test_settings_from_env(monkeypatch, saved_model, tmp_path):
     monkeypatch.setenv("ATELIER_DB", str(tmp_path / "env.sqlite3"))
     monkeypatch.setenv("ATELIER_MAX_UPLOAD_MB", "2")
     monkeypatch.setenv("ATELIER_CORS_ORIGINS", "https://a.fr, https://b.fr")
-    monkeypatch.setenv("ATELIER_BATCHING", "1")
+    monkeypatch.setenv("ATELIER_BATCHING", "0")
     options = settings_from_env()
     assert options["max_upload_bytes"] == 2 * 1024 * 1024
     assert options["cors_origins"] == ("https://a.fr", "https://b.fr")
-    assert options["batching"] is True
+    assert options["batching"] is False
     with TestClient(create_app_from_env()) as env_client:
         assert env_client.get("/model").status_code == 401
         response = _post(env_client, encode(textured_rgb()), headers={"X-API-Key": KEY})
