@@ -20,7 +20,6 @@ normalisation du CNN du chapitre 2. L'API du chapitre 4 peut donc charger l'un o
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import tempfile
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .model_io import file_sha256
 from .preprocessing import IMAGE_SIZE
 
 #: Largeur du réseau (fraction des filtres de MobileNetV2) et taille d'entrée du réseau pré-entraîné.
@@ -307,15 +307,6 @@ def count_parameters(model) -> dict[str, int]:
 
 
 # --- instructors: put the weights in the cache ------------------------------------------------------
-
-
-def file_sha256(path: str | Path) -> str:
-    """Empreinte SHA-256 d'un fichier (pour comparer deux copies des poids)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def install_weights(source: str | Path) -> Path:

@@ -22,6 +22,7 @@ import pytest
 
 from atelier import transfer
 from atelier.labels import CLASSES
+from atelier.model_io import file_sha256
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -243,7 +244,7 @@ def test_cli_installs_a_downloaded_file_under_the_keras_name(fake_weights, tmp_p
     report = json.loads(result.stdout.strip().splitlines()[-1])
     target = home / "models" / transfer.WEIGHTS_FILENAME
     assert report["path"] == str(target) and target.read_bytes() == source.read_bytes()
-    assert report["sha256"] == transfer.file_sha256(source) and "prêts" in result.stdout
+    assert report["sha256"] == file_sha256(source) and "prêts" in result.stdout
 
     # Keras itself now finds the file: weights="imagenet" works with the network forbidden.
     check = (
