@@ -57,6 +57,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUploadFile
@@ -82,6 +83,8 @@ from .security import API_KEY_HEADER, ApiKeyMiddleware, BodySizeLimitMiddleware
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
+#: Where the Swagger UI / ReDoc files of /docs and /redoc are served from (no CDN).
+DOCS_STATIC_URL = "/docs-static"
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_MODEL_BYTES = 200 * 1024 * 1024
 
@@ -386,7 +389,10 @@ def create_app(
         yield
         predictor.close()  # stops the batching thread (restarted on demand if the app is reused)
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs and /redoc pages load Swagger UI / ReDoc from files shipped in the
+    # fastapi-offline package instead of a CDN, so the interactive documentation works in an offline room.
+    app = FastAPIOffline(
+        static_url=DOCS_STATIC_URL,
         title="Atelier CNN — API de classification d'images satellites",
         version="1.0",
         description=(
@@ -570,7 +576,7 @@ def create_app(
         max_bytes=settings.max_upload_bytes,
         limits={("PUT", "/model"): settings.max_model_bytes},
     )
-    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, public_prefixes=("/static/", f"{DOCS_STATIC_URL}/"))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -119,6 +120,26 @@ def test_placeholder_page_in_french(client):
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert 'lang="fr"' in response.text and "chapitre 5" in response.text
+
+
+def _referenced_urls(html: str) -> list[str]:
+    return re.findall(r"""(?:src|href)=["']([^"']+)["']|url:\s*["']([^"']+)["']""", html)
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+@pytest.mark.parametrize("which", ["client", "keyed_client"])
+def test_docs_pages_work_offline(page, which, request):
+    """Swagger UI and ReDoc come from the server itself, never from a CDN (offline classrooms)."""
+    http = request.getfixturevalue(which)
+    response = http.get(page)
+    assert response.status_code == 200
+    urls = [u for pair in _referenced_urls(response.text) for u in pair if u]
+    assert urls, "the page references its scripts"
+    for url in urls:
+        assert not url.startswith(("http://", "https://", "//")), f"external resource in {page}: {url}"
+        asset = http.get(url)
+        assert asset.status_code == 200, url
+    assert any(u.endswith((".js",)) for u in urls)
 
 
 def test_docs_and_openapi_in_french(client):
