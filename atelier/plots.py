@@ -205,7 +205,9 @@ def plot_training_curves(history: Any, *, title: str = "Courbes d'apprentissage"
             ax.set_ylim(min(0.0 if train.min() < 0.5 else 0.5, ax.get_ylim()[0]), 1.01)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=9)
+    # One legend for both graphs, under them: it never hides a curve.
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=10)
     figure.suptitle(title, fontsize=13)
     return figure
 

@@ -29,6 +29,7 @@ def _visible_axes(figure: Figure, *, with_images: bool = True):
 def _texts(figure: Figure) -> list[str]:
     """Every piece of text a reader sees: suptitle, titles, axis labels, tick labels, legends, annotations."""
     texts = [figure._suptitle.get_text()] if figure._suptitle else []
+    texts += [t.get_text() for legend in figure.legends for t in legend.get_texts()]
     for ax in figure.axes:
         texts += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
         texts += [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels()]
@@ -128,10 +129,12 @@ def test_training_curves_in_french_with_best_epoch():
     assert loss_ax.get_xlabel() == accuracy_ax.get_xlabel() == "Époque"
     assert loss_ax.get_ylabel() == "Perte" and accuracy_ax.get_ylabel() == "Précision"
     assert loss_ax.get_title().startswith("Perte") and accuracy_ax.get_title().startswith("Précision")
-    legend = [t.get_text() for t in loss_ax.get_legend().get_texts()]
+    assert len(figure.legends) == 1 and loss_ax.get_legend() is None
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
     assert legend == ["entraînement", "validation", "meilleure époque (3)"]
     assert len(loss_ax.lines) == 3  # two curves + the best-epoch marker
     assert list(loss_ax.lines[0].get_xdata()) == [1, 2, 3, 4]
+    _assert_french(figure)
     _renders(figure)
 
 
@@ -141,7 +144,7 @@ def test_training_curves_accept_a_keras_history_without_validation():
 
     figure = plots.plot_training_curves(FakeHistory())
     assert len(figure.axes) == 2
-    assert [t.get_text() for t in figure.axes[0].get_legend().get_texts()] == ["entraînement"]
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["entraînement"]
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 4])
