@@ -34,12 +34,20 @@ class TrainingResult:
     splits: Splits
 
 
-def early_stopping(patience: int = 4):
-    """Arrête l'entraînement quand la perte de validation ne s'améliore plus, et garde les meilleurs poids."""
+def early_stopping(patience: int = 6, start_from_epoch: int = 8):
+    """Arrête l'entraînement quand la perte de validation ne s'améliore plus, et garde les meilleurs poids.
+
+    Rien n'est arrêté avant ``start_from_epoch`` époques : au début, la perte de validation varie
+    beaucoup d'une époque à l'autre, ce qui n'indique pas encore que l'apprentissage est fini.
+    """
     import keras
 
     return keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=patience, restore_best_weights=True, verbose=0
+        monitor="val_loss",
+        patience=patience,
+        start_from_epoch=start_from_epoch,
+        restore_best_weights=True,
+        verbose=0,
     )
 
 
@@ -55,14 +63,16 @@ def train(
 ) -> TrainingResult:
     """Entraîne le CNN de l'atelier sur un jeu « un dossier par classe » et l'enregistre.
 
-    Découpage stratifié 70/15/15, augmentation de données, arrêt anticipé sur la validation ; la
-    précision finale est mesurée sur la partie test, jamais vue pendant l'entraînement. Le modèle est
+    Découpage stratifié 70/15/15, augmentation de données, taux d'apprentissage décroissant en cosinus
+    sur ``epochs`` époques, arrêt anticipé sur la validation (filet de sécurité) ; la précision finale
+    est mesurée sur la partie test, jamais vue pendant l'entraînement. Le modèle est
     enregistré dans ``out`` (par défaut ``atelier.paths.model_path("cnn")``) avec ses métadonnées.
     """
     set_seed(seed)
     dataset = load_dataset(data_dir, image_size=image_size)
     splits = split_dataset(dataset, seed=seed)
-    model = compile_model(build_cnn(dataset.classes, image_size, seed=seed))
+    steps_per_epoch = -(-len(splits.train) // batch_size)
+    model = compile_model(build_cnn(dataset.classes, image_size, seed=seed), total_steps=steps_per_epoch * epochs)
     started = time.perf_counter()
     history = model.fit(
         to_tf_dataset(splits.train, batch_size=batch_size, shuffle=True, seed=seed),
@@ -70,6 +80,7 @@ def train(
         epochs=epochs,
         callbacks=[early_stopping()],
         verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles; Keras' own flag would only warn
     )
     seconds = time.perf_counter() - started
     report = evaluate_dataset(model, splits.test)
@@ -85,3 +96,40 @@ def train(
     out = Path(out) if out is not None else model_path("cnn")
     metadata = save_model(model, out, classes=dataset.classes, data_source=dataset.source, metrics=metrics)
     return TrainingResult(model, history, metrics, metadata, out, splits)
+
+
+def ensure_model(
+    name: str = "cnn",
+    *,
+    data_dir: str | Path | None = None,
+    epochs: int = 10,
+    seed: int = 0,
+    verbose: int | str = 0,
+) -> Path:
+    """Chemin de ``model_path(name)``, après avoir vérifié que le modèle s'y charge ; sinon, l'entraîne.
+
+    Chaque chapitre peut ainsi s'exécuter seul, de haut en bas : le chapitre 4 prend le modèle enregistré
+    au chapitre 2 s'il existe et se charge, sinon il entraîne rapidement le même CNN avec :func:`train`
+    (``epochs`` époques au plus, sur ``data_dir`` ou le jeu habituel) et l'enregistre au même endroit.
+
+    Seul le CNN de l'atelier (``name="cnn"``) peut être entraîné ici ; pour un autre nom (par exemple
+    ``"transfert"``, enregistré par le chapitre 3), un modèle absent ou illisible lève
+    :class:`~atelier.model_io.ModelFileError` avec un message en français.
+    """
+    from .model_io import ModelFileError, load_model
+
+    path = model_path(name)
+    try:
+        load_model(path)
+        return path
+    except ModelFileError as error:
+        if name != "cnn":
+            raise ModelFileError(
+                f"Le modèle « {name} » est absent ou illisible ({path}). Seul le CNN (« cnn ») peut être "
+                f"entraîné automatiquement : exécutez d'abord le chapitre qui enregistre « {name} » "
+                "(le chapitre 3 pour « transfert »)."
+            ) from error
+        print(f"Modèle « {name} » inutilisable : {error}")
+    print(f"Entraînement rapide du CNN de l'atelier ({epochs} époques au plus), enregistré dans {path}…")
+    train(data_dir, path, epochs=epochs, seed=seed, verbose=verbose)
+    return path
