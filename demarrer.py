@@ -37,9 +37,10 @@ def say(message: str) -> None:
 
 def check_python() -> None:
     low, high = SUPPORTED
-    if not low <= sys.version_info[:2] <= high:
+    major, minor = sys.version_info[:2]
+    if not low <= (major, minor) <= high:
         fail(
-            f"Python {sys.version_info.major}.{sys.version_info.minor} n'est pas pris en charge : TensorFlow existe "
+            f"Python {major}.{minor} n'est pas pris en charge : TensorFlow existe "
             f"pour Python {low[0]}.{low[1]} à {high[0]}.{high[1]}. Installez par exemple Python 3.12 "
             "(python.org) et relancez avec lui : « python3.12 demarrer.py » (Windows : « py -3.12 demarrer.py »)."
         )
@@ -96,6 +97,8 @@ def open_workshop(args: argparse.Namespace) -> None:
     ]
     if args.no_browser:
         command.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # containers and CI run as root; Jupyter refuses that unless told
     try:
         sys.exit(subprocess.call([str(part) for part in command], cwd=ROOT))
     except KeyboardInterrupt:
@@ -111,8 +114,8 @@ def run_tests(args: argparse.Namespace, pytest_args: list[str]) -> None:
 def download(folder: Path) -> None:
     """Fetch every package (with test tools) as wheels for this OS and Python, for an offline room."""
     folder.mkdir(parents=True, exist_ok=True)
-    say(f"Téléchargement des paquets dans {folder} (pour ce système et Python {sys.version_info.major}."
-        f"{sys.version_info.minor})")
+    major, minor = sys.version_info[:2]
+    say(f"Téléchargement des paquets dans {folder} (pour ce système et Python {major}.{minor})")
     run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-d", folder,
          f"{ROOT}[dev]", "setuptools>=68", "wheel"])
     say("Terminé. Copiez ce dossier sur les postes puis : python demarrer.py --hors-ligne " + str(folder))
