@@ -94,7 +94,9 @@ def open_image(
                 f"{_formats_text(formats)} (le contenu du fichier a été examiné, pas son nom)."
             ) from None
         except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error… for damaged headers
-            raise CorruptImageError(f"Image illisible : {exc}") from None
+            raise CorruptImageError(
+                f"Image illisible : son en-tête est abîmé (détail technique : {exc})."
+            ) from None
     width, height = image.size
     if width < 1 or height < 1:
         raise CorruptImageError("Image illisible : elle n'a aucun pixel.")
@@ -112,7 +114,10 @@ def open_image(
         image.load()
         return _to_rgb(ImageOps.exif_transpose(image))
     except Exception as exc:  # Pillow raises many types for damaged pixel data
-        raise CorruptImageError(f"Image illisible ou tronquée : {exc}") from None
+        raise CorruptImageError(
+            f"Image {image.format or ''} illisible ou tronquée : le fichier est incomplet ou abîmé "
+            f"(détail technique : {exc})."
+        ) from None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
