@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from .plots import as_uint8
+
 #: Texte renvoyé à la place d'une classe quand le modèle n'est pas assez sûr de lui.
 UNKNOWN_LABEL = "je ne sais pas"
 
@@ -251,16 +253,6 @@ def occlusion_map(
 # --------------------------------------------------------------------------------------------------
 
 
-def _to_uint8(image) -> np.ndarray:
-    array = np.asarray(image)
-    if array.dtype == np.uint8:
-        return array
-    array = array.astype(np.float64)
-    if array.size and array.max() <= 1.0 + 1e-6:
-        array = array * 255.0
-    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
-
-
 def overlay_heatmap(image, heatmap, *, alpha: float = 0.5, cmap: str = "jet", vmin=0.0, vmax=1.0) -> np.ndarray:
     """Superpose une carte de chaleur ``(h, l)`` à une image ``(h, l, 3)`` : renvoie une image RVB uint8.
 
@@ -269,7 +261,7 @@ def overlay_heatmap(image, heatmap, *, alpha: float = 0.5, cmap: str = "jet", vm
     """
     from matplotlib import colormaps
 
-    picture = _to_uint8(image).astype(np.float64)
+    picture = as_uint8(image).astype(np.float64)
     heat = np.asarray(heatmap, dtype=np.float64)
     if heat.shape != picture.shape[:2]:
         raise ExplainError(f"La carte {heat.shape} et l'image {picture.shape[:2]} n'ont pas la même taille.")
@@ -323,7 +315,7 @@ def plot_heatmaps(
             top.set_visible(False)
             bottom.set_visible(False)
             continue
-        top.imshow(_to_uint8(images[k]), interpolation="nearest")
+        top.imshow(as_uint8(images[k]), interpolation="nearest")
         bottom.imshow(overlay_heatmap(images[k], heatmaps[k], alpha=alpha, cmap=cmap, vmin=vmin, vmax=vmax),
                       interpolation="nearest")
         if captions is not None:

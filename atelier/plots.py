@@ -40,7 +40,7 @@ def _percent(value: float, decimals: int = 0) -> str:
     return f"{100 * value:.{decimals}f}".replace(".", ",") + "\u202f%"
 
 
-def _as_uint8(image) -> np.ndarray:
+def as_uint8(image) -> np.ndarray:
     """Accepte une image uint8 0–255, float 0–255 ou float 0–1 ; renvoie un uint8 affichable."""
     array = np.asarray(image)
     if array.dtype == np.uint8:
@@ -83,7 +83,7 @@ def plot_samples_per_class(
             ax = axes[row, col]
             _hide_ticks(ax)
             if col < len(chosen):
-                ax.imshow(_as_uint8(images[chosen[col]]), interpolation="nearest")
+                ax.imshow(as_uint8(images[chosen[col]]), interpolation="nearest")
         axes[row, 0].set_ylabel(
             f"{name}\n({len(members)} images)", rotation=0, ha="right", va="center",
             fontsize=11, color=class_colour(name, row), fontweight="bold",
@@ -152,13 +152,13 @@ def plot_augmentations(
     fonction qui prend un lot ``(1, h, l, 3)`` en float 0–255 et renvoie un lot de même forme.
     """
     batch = np.asarray(image, dtype=np.float32)[np.newaxis]
-    panels = [("Originale", _as_uint8(image))]
+    panels = [("Originale", as_uint8(image))]
     for k in range(n):
         try:
             out = augmentation(batch, training=True)
         except TypeError:  # a plain function without a ``training`` argument
             out = augmentation(batch)
-        panels.append((f"Augmentée n° {k + 1}", _as_uint8(np.clip(np.asarray(out)[0], 0, 255))))
+        panels.append((f"Augmentée n° {k + 1}", as_uint8(np.clip(np.asarray(out)[0], 0, 255))))
     rows = math.ceil(len(panels) / columns)
     figure = Figure(figsize=(2.0 * columns, 2.2 * rows + 0.4), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
@@ -286,7 +286,7 @@ def plot_misclassified(
     figure = Figure(figsize=(2.1 * columns, 2.5 * rows + 0.5), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax, index in zip(axes, shown):
-        ax.imshow(_as_uint8(images[index]), interpolation="nearest")
+        ax.imshow(as_uint8(images[index]), interpolation="nearest")
         predicted = classes[predicted_labels[index]]
         caption = f"vrai : {classes[true_labels[index]]}\nprédit : {predicted}"
         if probabilities is not None:
