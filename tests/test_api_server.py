@@ -103,8 +103,16 @@ def _complete(raw: bytes) -> bool:
 
 
 def _status_and_detail(raw: bytes) -> tuple[int, str]:
+    """Status and French detail of the FIRST response in ``raw``.
+
+    The connection may carry more after it: with uvicorn's h11 parser, bytes sent past a (lying)
+    Content-Length are read as a next request and answered with a plain-text 400 of uvicorn's own.
+    """
     head, _, body = raw.partition(b"\r\n\r\n")
     status = int(head.split(b" ")[1])
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            body = body[: int(line.split(b":")[1])]
     return status, json.loads(body)["detail"]
 
 
