@@ -25,7 +25,8 @@ Réglages par variables d'environnement (:func:`create_app_from_env`) : ``ATELIE
 ``ATELIER_API_KEY``, ``ATELIER_DB``, ``ATELIER_MAX_UPLOAD_MB``, ``ATELIER_MAX_PIXELS``,
 ``ATELIER_STORE_IMAGES``, ``ATELIER_CORS_ORIGINS`` (origines séparées par des virgules),
 ``ATELIER_BATCHING`` (``0`` pour un appel du réseau par requête au lieu du regroupement), ``ATELIER_MAX_BATCH``,
-``ATELIER_BATCH_WAIT_MS``, ``ATELIER_MAX_MODEL_MB``, ``ATELIER_MODEL_UPLOAD_DIR``.
+``ATELIER_BATCH_WAIT_MS``, ``ATELIER_MAX_MODEL_MB``, ``ATELIER_MODEL_UPLOAD_DIR``,
+``ATELIER_UNCERTAINTY_THRESHOLD`` (seuil de confiance du « je ne sais pas », entre 0 et 1).
 
 L'historique va dans ``db_path`` ; par défaut ``<cache de l'atelier>/historique.sqlite3`` (voir
 :func:`atelier.paths.cache_dir`, modifiable par ``ATELIER_CACHE``). ``":memory:"`` garde l'historique
@@ -110,6 +111,15 @@ class PredictionOut(BaseModel):
     prediction_id: int = Field(description="Numéro de la prédiction dans l'historique.", examples=[42])
     confidence: float = Field(description="Probabilité de la classe prédite.", examples=[0.91])
     duration_ms: float = Field(description="Durée du traitement côté serveur (décodage + réseau), en ms.", examples=[3.2])
+    uncertain: bool | None = Field(
+        default=None,
+        description="Seulement si l'API a un seuil de confiance (`uncertainty_threshold`) : vrai quand la "
+        "confiance est sous ce seuil — le modèle « ne sait pas ».",
+        examples=[False],
+    )
+    message: str | None = Field(
+        default=None, description="Explication en français quand `uncertain` est vrai.", examples=[None]
+    )
 
 
 class HealthOut(BaseModel):
@@ -168,6 +178,7 @@ class ApiSettings:
     batch_wait_ms: float = 0.0
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
     model_upload_dir: Path | None = None
+    uncertainty_threshold: float | None = None
 
 
 @dataclass
@@ -206,6 +217,22 @@ class ApiState:
             "prediction_id": prediction_id,
             "confidence": probabilities[label],
             "duration_ms": round(duration_ms, 3),
+            **self._uncertainty(probabilities[label]),
+        }
+
+    def _uncertainty(self, confidence: float) -> dict[str, Any]:
+        """Optional « je ne sais pas » signal: only when a threshold is configured (chapter 6)."""
+        threshold = self.settings.uncertainty_threshold
+        if threshold is None:
+            return {}
+        if confidence >= threshold:
+            return {"uncertain": False}
+        return {
+            "uncertain": True,
+            "message": (
+                f"Je ne sais pas : le modèle n'est sûr qu'à {100 * confidence:.0f} %, sous le seuil de "
+                f"{100 * threshold:.0f} %. La classe la plus probable est donnée à titre indicatif."
+            ),
         }
 
     def replace_model(self, path: Path) -> dict[str, Any]:
@@ -329,6 +356,7 @@ def create_app(
     batch_wait_ms: float = 0.0,
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
     model_upload_dir: str | Path | None = None,
+    uncertainty_threshold: float | None = None,
 ) -> FastAPI:
     """Construit l'API pour le modèle ``model_path`` (un ``.keras`` avec son ``.json`` à côté).
 
@@ -351,8 +379,14 @@ def create_app(
       compilé par requête, directement dans le thread de la requête ;
     * ``max_model_bytes`` : taille maximale d'un modèle envoyé par ``PUT /model`` ;
       ``model_upload_dir`` : dossier temporaire où ces modèles sont écrits (défaut : dossier
-      temporaire du système).
+      temporaire du système) ;
+    * ``uncertainty_threshold`` : si donné (entre 0 et 1), chaque réponse de ``/predict`` dit aussi si
+      le modèle est sous ce seuil de confiance (``"uncertain": true`` et un ``"message"`` « Je ne sais
+      pas… » en français) ; ``label`` reste la classe la plus probable. Choisissez le seuil sur des
+      images de validation (chapitre 6, ``atelier.explain.choose_threshold``).
     """
+    if uncertainty_threshold is not None and not 0 < uncertainty_threshold < 1:
+        raise ValueError(f"uncertainty_threshold doit être entre 0 et 1 (reçu : {uncertainty_threshold!r}).")
     for name, value in (("max_upload_bytes", max_upload_bytes), ("max_pixels", max_pixels), ("max_model_bytes", max_model_bytes)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} doit être un entier positif (reçu : {value!r}).")
@@ -374,6 +408,7 @@ def create_app(
         batch_wait_ms=float(batch_wait_ms),
         max_model_bytes=max_model_bytes,
         model_upload_dir=Path(model_upload_dir) if model_upload_dir else None,
+        uncertainty_threshold=uncertainty_threshold,
     )
     predictor = Predictor.from_path(
         settings.model_path,
@@ -711,6 +746,9 @@ def settings_from_env() -> dict[str, Any]:
         "batch_wait_ms": _env_number("ATELIER_BATCH_WAIT_MS", 0.0),
         "max_model_bytes": int(model_mb * 2**20),
         "model_upload_dir": os.environ.get("ATELIER_MODEL_UPLOAD_DIR") or None,
+        "uncertainty_threshold": (
+            _env_number("ATELIER_UNCERTAINTY_THRESHOLD", 0.5) if os.environ.get("ATELIER_UNCERTAINTY_THRESHOLD") else None
+        ),
     }
 
 

@@ -304,3 +304,35 @@ def test_missing_model_fails_fast_in_french(tmp_path):
 def test_rgb_image_modes(client):
     """Sanity: PIL modes the hostile-input tests rely on are really produced by the encoder."""
     assert Image.open(__import__("io").BytesIO(encode(textured_rgb().convert("CMYK"), "JPEG"))).mode == "CMYK"
+
+
+def test_uncertainty_is_off_by_default(client):
+    body = client.post("/predict", files={"file": ("a.jpg", encode(textured_rgb()))}).json()
+    assert "uncertain" not in body and "message" not in body
+
+
+@pytest.mark.parametrize("threshold,uncertain", [(0.99, True), (0.01, False)])
+def test_optional_je_ne_sais_pas(saved_model, threshold, uncertain):
+    """With a threshold, /predict says when the model is not sure (the untrained model is near 25 %)."""
+    app = create_app(saved_model[0], db_path=":memory:", uncertainty_threshold=threshold)
+    with TestClient(app) as http:
+        body = http.post("/predict", files={"file": ("a.jpg", encode(textured_rgb()))}).json()
+    assert body["uncertain"] is uncertain
+    assert body["label"] in body["probabilities"], "the most likely class is still given"
+    if uncertain:
+        assert body["message"].startswith("Je ne sais pas") and "99 %" in body["message"]
+    else:
+        assert "message" not in body
+
+
+@pytest.mark.parametrize("bad", [0, 1, 1.5, -0.2])
+def test_uncertainty_threshold_must_be_a_probability(saved_model, bad):
+    with pytest.raises(ValueError, match="entre 0 et 1"):
+        create_app(saved_model[0], db_path=":memory:", uncertainty_threshold=bad)
+
+
+def test_uncertainty_threshold_from_env(monkeypatch, saved_model):
+    monkeypatch.setenv("ATELIER_MODEL", str(saved_model[0]))
+    assert settings_from_env()["uncertainty_threshold"] is None
+    monkeypatch.setenv("ATELIER_UNCERTAINTY_THRESHOLD", "0.7")
+    assert settings_from_env()["uncertainty_threshold"] == 0.7

@@ -196,6 +196,21 @@ def test_prediction_shows_french_label_and_four_sorted_bars(visit):
     assert not visit.console_errors, visit.console_errors
 
 
+def test_server_threshold_shows_je_ne_sais_pas(browser, saved_model, tmp_path_factory):
+    """With create_app(uncertainty_threshold=...), the page shows the server's French « je ne sais pas »."""
+    with _start(saved_model, tmp_path_factory, uncertainty_threshold=0.99) as strict:
+        opened = Visit(browser, strict.url)
+        try:
+            page = opened.open()
+            predict(page, image_file())
+            text = page.inner_text("#confiance")
+            assert "Je ne sais pas" in text and "99 %" in text.replace("\u202f", " ").replace("\u00a0", " ")
+            assert page.get_attribute("#classe-nom", "data-label") in CLASSES
+            assert not opened.console_errors, opened.console_errors
+        finally:
+            opened.close()
+
+
 @pytest.mark.parametrize(
     ("name", "body"),
     [("notes.txt", "Ceci n'est pas une image, juste du texte.".encode()), ("vide.jpg", b"")],

@@ -320,7 +320,11 @@
     el.confidence.replaceChildren(
       document.createTextNode("Confiance du modèle\u00a0: "),
       make("strong", { text: formatPercent(confidence) }),
-      document.createTextNode(confidence < 0.5 ? " — il hésite\u00a0: regardez les autres classes." : ""),
+      document.createTextNode(
+        result.uncertain && typeof result.message === "string"
+          ? ` — ${result.message}` // the server's threshold decides (create_app(uncertainty_threshold=...))
+          : confidence < 0.5 ? " — il hésite\u00a0: regardez les autres classes." : "",
+      ),
     );
 
     const rows = probabilities.map(([label, p]) => {
