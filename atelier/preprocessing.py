@@ -10,6 +10,7 @@ La normalisation des pixels (division par 255) n'est pas faite ici : elle est un
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -83,7 +84,10 @@ def open_image(
                 raise EmptyImageError("Le fichier est vide : il ne contient aucune image.")
             source = io.BytesIO(bytes(source))
         try:
-            image = Image.open(source, formats=list(formats))
+            with warnings.catch_warnings():
+                # Pillow warns above ~89 Mpx; our own, lower cap (max_pixels) is checked just below.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(source, formats=list(formats))
         except Image.DecompressionBombError:  # header beyond 2 × Image.MAX_IMAGE_PIXELS
             raise ImageTooLargeError(
                 f"Image trop grande : le maximum accepté est {max_pixels:_} pixels.".replace("_", "\u202f")
