@@ -40,6 +40,7 @@ from PIL import Image
 from atelier import clouds as _clouds_module
 from atelier.clouds import CLOUD_COVER_MIN, add_clouds, fractal_noise, value_noise
 from atelier.labels import CLASSES
+from atelier.model_io import file_sha256
 from atelier.paths import cache_dir
 
 #: Version of the generator; bump it whenever the output changes, so that old caches are not reused.
@@ -451,10 +452,6 @@ def generator_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _expected_files(per_class: int) -> list[str]:
     return [f"{label}/{FILE_PREFIXES[label]}_{i:04d}.jpg" for label in CLASSES for i in range(per_class)]
 
@@ -474,7 +471,7 @@ def _manifest_is_valid(root: Path, per_class: int, seed: int) -> bool:
         if sorted(files) != sorted(_expected_files(per_class) + [PROVENANCE_NAME]):
             return False
         for relative, digest in files.items():
-            if _sha256(root / relative) != digest:
+            if file_sha256(root / relative) != digest:
                 return False
         # No stray image added by hand in a class folder.
         on_disk = sum(1 for label in CLASSES for _ in (root / label).iterdir())

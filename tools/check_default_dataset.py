@@ -15,17 +15,8 @@ import time
 import numpy as np
 from PIL import Image, ImageFilter
 
+from atelier.data import load_dataset
 from atelier.default_dataset import CLASSES, build_default_dataset
-
-
-def load(root):
-    images, labels = [], []
-    for index, label in enumerate(CLASSES):
-        for path in sorted((root / label).glob("*.jpg")):
-            with Image.open(path) as image:
-                images.append(np.asarray(image.convert("RGB")))
-            labels.append(index)
-    return np.stack(images), np.array(labels)
 
 
 def shift_haze(x, rng):
@@ -89,7 +80,8 @@ def main():
     import keras
 
     root = build_default_dataset(per_class=args.per_class)
-    x, y = load(root)
+    dataset = load_dataset(root)  # the workshop's own loader and preprocessing
+    x, y = dataset.images, dataset.labels
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(x))
     cut = int(0.8 * len(x))
