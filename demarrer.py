@@ -92,8 +92,13 @@ def open_workshop(args: argparse.Namespace) -> None:
     port = free_port(args.port)
     say(f"Ouverture de JupyterLab sur http://127.0.0.1:{port}/lab (Ctrl+C pour arrêter)")
     command = [
-        python, "-m", "jupyterlab", f"--ServerApp.root_dir={ROOT}", "--LabApp.default_url=/lab/tree/notebooks",
-        f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
+        python,
+        "-m",
+        "jupyterlab",
+        f"--ServerApp.root_dir={ROOT}",
+        "--LabApp.default_url=/lab/tree/notebooks",
+        f"--ServerApp.port={port}",
+        "--ServerApp.ip=127.0.0.1",
     ]
     if args.no_browser:
         command.append("--no-browser")
@@ -116,8 +121,20 @@ def download(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     major, minor = sys.version_info[:2]
     say(f"Téléchargement des paquets dans {folder} (pour ce système et Python {major}.{minor})")
-    run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-d", folder,
-         f"{ROOT}[dev]", "setuptools>=68", "wheel"])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--disable-pip-version-check",
+            "-d",
+            folder,
+            f"{ROOT}[dev]",
+            "setuptools>=68",
+            "wheel",
+        ]
+    )
     say("Terminé. Copiez ce dossier sur les postes puis : python demarrer.py --hors-ligne " + str(folder))
 
 
@@ -128,12 +145,22 @@ def main(argv: list[str] | None = None) -> None:
         prog="python demarrer.py",
         description="Installe et ouvre l'atelier CNN (JupyterLab), ou lance ses tests.",
     )
-    parser.add_argument("action", nargs="?", default="atelier", choices=["atelier", "tests", "telecharger"],
-                        help="atelier (défaut) : installer et ouvrir ; tests : lancer tous les tests ; "
-                             "telecharger DOSSIER : préparer une salle sans internet")
+    parser.add_argument(
+        "action",
+        nargs="?",
+        default="atelier",
+        choices=["atelier", "tests", "telecharger"],
+        help="atelier (défaut) : installer et ouvrir ; tests : lancer tous les tests ; "
+        "telecharger DOSSIER : préparer une salle sans internet",
+    )
     parser.add_argument("dossier", nargs="?", type=Path, help="dossier des paquets pour « telecharger »")
-    parser.add_argument("--hors-ligne", type=Path, metavar="DOSSIER", default=None,
-                        help="installer sans internet depuis un dossier préparé par « telecharger »")
+    parser.add_argument(
+        "--hors-ligne",
+        type=Path,
+        metavar="DOSSIER",
+        default=None,
+        help="installer sans internet depuis un dossier préparé par « telecharger »",
+    )
     parser.add_argument("--port", type=int, default=8888, help="port de JupyterLab (défaut : 8888)")
     parser.add_argument("--no-browser", action="store_true", help="ne pas ouvrir le navigateur")
     args, rest = parser.parse_known_args(argv)

@@ -110,7 +110,9 @@ class PredictionOut(BaseModel):
     model_version: str = Field(description="Version du modèle qui a répondu.", examples=["cnn-3f2a9c1d"])
     prediction_id: int = Field(description="Numéro de la prédiction dans l'historique.", examples=[42])
     confidence: float = Field(description="Probabilité de la classe prédite.", examples=[0.91])
-    duration_ms: float = Field(description="Durée du traitement côté serveur (décodage + réseau), en ms.", examples=[3.2])
+    duration_ms: float = Field(
+        description="Durée du traitement côté serveur (décodage + réseau), en ms.", examples=[3.2]
+    )
     uncertain: bool | None = Field(
         default=None,
         description="Seulement si l'API a un seuil de confiance (`uncertainty_threshold`) : vrai quand la "
@@ -128,7 +130,9 @@ class HealthOut(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    detail: str = Field(description="Explication en français.", examples=["Le fichier est vide : il ne contient aucune image."])
+    detail: str = Field(
+        description="Explication en français.", examples=["Le fichier est vide : il ne contient aucune image."]
+    )
 
 
 class HistoryItem(BaseModel):
@@ -138,7 +142,9 @@ class HistoryItem(BaseModel):
     probabilities: dict[str, float]
     model_version: str
     image_sha256: str = Field(description="Empreinte SHA-256 de l'image reçue.")
-    filename: str | None = Field(description="Nom de fichier envoyé par le client, nettoyé (jamais utilisé comme chemin).")
+    filename: str | None = Field(
+        description="Nom de fichier envoyé par le client, nettoyé (jamais utilisé comme chemin)."
+    )
     duration_ms: float
 
 
@@ -248,12 +254,20 @@ class ApiState:
         }
 
 
-_IMAGE_SUFFIXES = ((b"\xff\xd8", ".jpg"), (b"\x89PNG", ".png"), (b"BM", ".bmp"), (b"II*\x00", ".tif"), (b"MM\x00*", ".tif"))
+_IMAGE_SUFFIXES = (
+    (b"\xff\xd8", ".jpg"),
+    (b"\x89PNG", ".png"),
+    (b"BM", ".bmp"),
+    (b"II*\x00", ".tif"),
+    (b"MM\x00*", ".tif"),
+)
 
 
 def _store_image(directory: Path, digest: str, data: bytes) -> None:
-    suffix = ".webp" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else next(
-        (ext for magic, ext in _IMAGE_SUFFIXES if data.startswith(magic)), ".img"
+    suffix = (
+        ".webp"
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+        else next((ext for magic, ext in _IMAGE_SUFFIXES if data.startswith(magic)), ".img")
     )
     target = directory / f"{digest}{suffix}"  # named by content: the client's name is never a path
     if target.exists():
@@ -285,7 +299,7 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
             if kind == "missing":
                 messages.append(
                     "Champ « file » manquant : envoyez l'image dans un formulaire multipart/form-data, "
-                    "sous le nom de champ « file » (par exemple curl -F \"file=@image.jpg\" …/predict)."
+                    'sous le nom de champ « file » (par exemple curl -F "file=@image.jpg" …/predict).'
                 )
             else:
                 messages.append("Le champ « file » doit contenir un fichier image, pas du texte.")
@@ -330,7 +344,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         else:
             # Our routes answer with JSONResponse directly: an HTTPException comes from Starlette or
             # FastAPI, whose messages are English; give the French one for its status instead.
-            detail = _HTTP_FRENCH.get(status, "Erreur dans la requête." if status < 500 else "Erreur interne du serveur.")
+            detail = _HTTP_FRENCH.get(
+                status, "Erreur dans la requête." if status < 500 else "Erreur interne du serveur."
+            )
         return JSONResponse({"detail": detail}, status_code=status, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
@@ -387,7 +403,11 @@ def create_app(
     """
     if uncertainty_threshold is not None and not 0 < uncertainty_threshold < 1:
         raise ValueError(f"uncertainty_threshold doit être entre 0 et 1 (reçu : {uncertainty_threshold!r}).")
-    for name, value in (("max_upload_bytes", max_upload_bytes), ("max_pixels", max_pixels), ("max_model_bytes", max_model_bytes)):
+    for name, value in (
+        ("max_upload_bytes", max_upload_bytes),
+        ("max_pixels", max_pixels),
+        ("max_model_bytes", max_model_bytes),
+    ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} doit être un entier positif (reçu : {value!r}).")
     if api_key and not (api_key.isascii() and api_key.isprintable() and api_key.strip() == api_key):
@@ -433,10 +453,9 @@ def create_app(
         description=(
             "Envoyez une image satellite (JPEG, PNG, WebP, BMP ou TIFF) à **POST /predict** : l'API "
             "renvoie la classe prédite (forêt, mer, désert, nuageux), la probabilité de chaque classe et "
-            "la version du modèle.\n\nToutes les erreurs sont au format `{\"detail\": \"message en français\"}`."
+            'la version du modèle.\n\nToutes les erreurs sont au format `{"detail": "message en français"}`.'
             + (
-                f"\n\n🔑 Cette API est protégée : envoyez l'en-tête `{API_KEY_HEADER}` "
-                "(bouton **Authorize**)."
+                f"\n\n🔑 Cette API est protégée : envoyez l'en-tête `{API_KEY_HEADER}` (bouton **Authorize**)."
                 if settings.api_key
                 else ""
             )
@@ -479,7 +498,7 @@ def create_app(
             "Envoyez l'image dans un formulaire `multipart/form-data`, champ **file**. Le format est "
             "reconnu d'après le contenu du fichier (JPEG, PNG, WebP, BMP, TIFF), jamais d'après son nom. "
             "L'image est recadrée au centre et redimensionnée comme pendant l'entraînement.\n\n"
-            "Exemple : `curl -F \"file=@image.jpg\" http://127.0.0.1:8000/predict`"
+            'Exemple : `curl -F "file=@image.jpg" http://127.0.0.1:8000/predict`'
         ),
         response_model=PredictionOut,
         responses={
@@ -522,10 +541,23 @@ def create_app(
         summary="Le modèle en service",
         description="Les métadonnées du modèle qui répond : version, classes (dans l'ordre des sorties), "
         "taille des images, date de création, métriques…",
-        responses={200: {"content": {"application/json": {"example": {
-            "format": METADATA_FORMAT, "version": "cnn-3f2a9c1d", "classes": ["forêt", "mer", "désert", "nuageux"],
-            "image_size": 64, "created": "2025-01-31T14:00:00+00:00", "metrics": {"accuracy": 0.97}}}}},
-            401: _error(401, "Clé d'API manquante ou invalide.")},
+        responses={
+            200: {
+                "content": {
+                    "application/json": {
+                        "example": {
+                            "format": METADATA_FORMAT,
+                            "version": "cnn-3f2a9c1d",
+                            "classes": ["forêt", "mer", "désert", "nuageux"],
+                            "image_size": 64,
+                            "created": "2025-01-31T14:00:00+00:00",
+                            "metrics": {"accuracy": 0.97},
+                        }
+                    }
+                }
+            },
+            401: _error(401, "Clé d'API manquante ou invalide."),
+        },
     )
     async def get_model():
         return JSONResponse(predictor.current.metadata)
@@ -539,7 +571,7 @@ def create_app(
             "* **envoyer un nouveau modèle** : formulaire `multipart/form-data` avec le champ **model** "
             "(le fichier `.keras`) et le champ **metadata** (son fichier `.json`, ou le même JSON en texte) ;\n"
             "* **recharger le fichier configuré** au démarrage : `?reload=true`, ou un corps JSON "
-            "`{\"reload\": true}`.\n\n"
+            '`{"reload": true}`.\n\n'
             "Le nouveau modèle est chargé (en mode sûr), vérifié (mêmes classes dans le même ordre, même "
             "taille d'image, sorties qui sont des probabilités) et chauffé **avant** le remplacement : les "
             "requêtes en cours finissent sur l'ancien modèle, les suivantes utilisent le nouveau. En cas "
@@ -564,7 +596,11 @@ def create_app(
                             "required": ["model", "metadata"],
                             "properties": {
                                 "model": {"type": "string", "format": "binary", "description": "Le fichier .keras."},
-                                "metadata": {"type": "string", "format": "binary", "description": "Le fichier .json des métadonnées (ou son texte)."},
+                                "metadata": {
+                                    "type": "string",
+                                    "format": "binary",
+                                    "description": "Le fichier .json des métadonnées (ou son texte).",
+                                },
                             },
                         }
                     },
@@ -588,17 +624,22 @@ def create_app(
                 try:
                     payload = json.loads(await request.body())
                 except (ValueError, UnicodeDecodeError):
-                    return _fail(400, "Corps JSON illisible : envoyez {\"reload\": true}.")
+                    return _fail(400, 'Corps JSON illisible : envoyez {"reload": true}.')
                 if not isinstance(payload, dict) or payload.get("reload") is not True:
-                    return _fail(400, "Corps JSON inattendu : envoyez {\"reload\": true} pour recharger le modèle configuré.")
+                    return _fail(
+                        400, 'Corps JSON inattendu : envoyez {"reload": true} pour recharger le modèle configuré.'
+                    )
                 result = await run_in_threadpool(state.replace_model, settings.model_path)
             elif content_type == "multipart/form-data":
                 result = await _replace_from_upload(request, state)
                 if isinstance(result, JSONResponse):
                     return result
             else:
-                return _fail(415, "Type de contenu non pris en charge : envoyez un formulaire multipart/form-data "
-                             "(champs model et metadata), du JSON {\"reload\": true} ou utilisez ?reload=true.")
+                return _fail(
+                    415,
+                    "Type de contenu non pris en charge : envoyez un formulaire multipart/form-data "
+                    '(champs model et metadata), du JSON {"reload": true} ou utilisez ?reload=true.',
+                )
         except IncompatibleModelError as exc:
             return _fail(409, f"{exc} L'ancien modèle reste en service.")
         except ModelFileError as exc:
@@ -646,7 +687,10 @@ async def _replace_from_upload(request: Request, state: ApiState):
         try:
             metadata = json.loads(meta_bytes)
         except (ValueError, UnicodeDecodeError):
-            return _fail(422, "Métadonnées illisibles : le champ « metadata » doit contenir du JSON. L'ancien modèle reste en service.")
+            return _fail(
+                422,
+                "Métadonnées illisibles : le champ « metadata » doit contenir du JSON. L'ancien modèle reste en service.",
+            )
         validate_metadata(metadata, source="Métadonnées envoyées")
         upload_root = state.settings.model_upload_dir
         if upload_root is not None:
@@ -658,9 +702,16 @@ async def _replace_from_upload(request: Request, state: ApiState):
             with open(target, "wb") as handle:
                 await run_in_threadpool(shutil.copyfileobj, model_part.file, handle, 1024 * 1024)
             expected = metadata.get("sha256")
-            if isinstance(expected, str) and expected and await run_in_threadpool(file_sha256, target) != expected.lower():
-                return _fail(422, "Le fichier du modèle ne correspond pas à l'empreinte sha256 de ses métadonnées "
-                             "(fichier abîmé ou mauvais couple modèle/métadonnées). L'ancien modèle reste en service.")
+            if (
+                isinstance(expected, str)
+                and expected
+                and await run_in_threadpool(file_sha256, target) != expected.lower()
+            ):
+                return _fail(
+                    422,
+                    "Le fichier du modèle ne correspond pas à l'empreinte sha256 de ses métadonnées "
+                    "(fichier abîmé ou mauvais couple modèle/métadonnées). L'ancien modèle reste en service.",
+                )
             metadata_path(target).write_text(json.dumps(metadata, ensure_ascii=False), encoding="utf-8")
             return await run_in_threadpool(state.replace_model, target)
     finally:
@@ -684,7 +735,9 @@ def _install_openapi(app: FastAPI, *, protected: bool) -> None:
             for operation in path_item.values():
                 responses = operation.get("responses", {})
                 if "422" in responses:
-                    responses["422"]["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+                    responses["422"]["content"] = {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}
+                    }
                     if responses["422"].get("description") == "Validation Error":
                         responses["422"]["description"] = "Paramètre ou champ invalide."
                 for code, response in responses.items():
@@ -747,7 +800,9 @@ def settings_from_env() -> dict[str, Any]:
         "max_model_bytes": int(model_mb * 2**20),
         "model_upload_dir": os.environ.get("ATELIER_MODEL_UPLOAD_DIR") or None,
         "uncertainty_threshold": (
-            _env_number("ATELIER_UNCERTAINTY_THRESHOLD", 0.5) if os.environ.get("ATELIER_UNCERTAINTY_THRESHOLD") else None
+            _env_number("ATELIER_UNCERTAINTY_THRESHOLD", 0.5)
+            if os.environ.get("ATELIER_UNCERTAINTY_THRESHOLD")
+            else None
         ),
     }
 
@@ -758,4 +813,4 @@ def create_app_from_env() -> FastAPI:
     return create_app(options.pop("model_path"), **options)
 
 
-__all__ = ["create_app", "create_app_from_env", "settings_from_env", "default_db_path", "sanitize_filename"]
+__all__ = ["create_app", "create_app_from_env", "default_db_path", "sanitize_filename", "settings_from_env"]

@@ -29,9 +29,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 #: Concurrency used for the headline figures (``predict_rps``, ``p50_ms``, ``p99_ms``…).
 HEADLINE_CONNECTIONS = 8
@@ -100,10 +101,14 @@ def sample_jpeg(size: int = 64, seed: int = 0) -> bytes:
 def multipart_body(image: bytes, field: str = "file", filename: str = "tuile.jpg") -> tuple[bytes, str]:
     """Corps ``multipart/form-data`` avec un seul fichier ; renvoie (corps, type de contenu)."""
     body = (
-        f"--{BOUNDARY}\r\n"
-        f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
+        (
+            f"--{BOUNDARY}\r\n"
+            f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + image
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={BOUNDARY}"
 
 
@@ -166,7 +171,7 @@ class ServerProcess:
                 self.process.wait(5)
         self._log.close()
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -192,18 +197,34 @@ class WrkGenerator:
         self.content_type = content_type
 
     def run(self, url: str, post: bool, connections: int, duration: float) -> dict[str, Any]:
-        env = dict(os.environ, ATELIER_BENCH_BODY=str(self.body_path) if post else "",
-                   ATELIER_BENCH_CONTENT_TYPE=self.content_type)
-        command = [self.executable, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
-                   "--timeout", "30s", "-s", str(self.script), url]
+        env = dict(
+            os.environ,
+            ATELIER_BENCH_BODY=str(self.body_path) if post else "",
+            ATELIER_BENCH_CONTENT_TYPE=self.content_type,
+        )
+        command = [
+            self.executable,
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(self.script),
+            url,
+        ]
         out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=duration + 60)
         match = re.search(r"^ATELIER_JSON (\{.*\})$", out.stdout, re.MULTILINE)
         if out.returncode != 0 or match is None:
             raise BenchError(f"wrk a échoué (code {out.returncode}) :\n{out.stdout}\n{out.stderr}")
         raw = json.loads(match.group(1))
         return {
-            "requests": raw["requests"], "errors": raw["errors"], "seconds": raw["duration_us"] / 1e6,
-            "p50_ms": raw["p50_us"] / 1000, "p99_ms": raw["p99_us"] / 1000, "generator_cpu": None,
+            "requests": raw["requests"],
+            "errors": raw["errors"],
+            "seconds": raw["duration_us"] / 1e6,
+            "p50_ms": raw["p50_us"] / 1000,
+            "p99_ms": raw["p99_us"] / 1000,
+            "generator_cpu": None,
         }
 
 
@@ -225,8 +246,10 @@ class PythonGenerator:
         assert match, url
         host, port, path = match.group(1), int(match.group(2)), match.group(3)
         if post:
-            head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {self.content_type}\r\n"
-                    f"Content-Length: {len(self.body)}\r\n\r\n")
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {self.content_type}\r\n"
+                f"Content-Length: {len(self.body)}\r\n\r\n"
+            )
             return host, port, head.encode() + self.body
         return host, port, f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
 
@@ -237,8 +260,11 @@ class PythonGenerator:
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         latencies.sort()
         return {
-            "requests": len(latencies), "errors": errors, "seconds": duration,
-            "p50_ms": _percentile(latencies, 50) * 1000, "p99_ms": _percentile(latencies, 99) * 1000,
+            "requests": len(latencies),
+            "errors": errors,
+            "seconds": duration,
+            "p50_ms": _percentile(latencies, 50) * 1000,
+            "p99_ms": _percentile(latencies, 99) * 1000,
             "generator_cpu": cpu / wall if wall else None,
         }
 
@@ -327,8 +353,14 @@ def _measure(generator, target: str, url: str, post: bool, connections: int, dur
     raw = generator.run(url, post, connections, duration)
     seconds = raw["seconds"] or duration
     return Measure(
-        target=target, connections=connections, rps=raw["requests"] / seconds, p50_ms=raw["p50_ms"],
-        p99_ms=raw["p99_ms"], requests=raw["requests"], errors=raw["errors"], generator_cpu=raw["generator_cpu"],
+        target=target,
+        connections=connections,
+        rps=raw["requests"] / seconds,
+        p50_ms=raw["p50_ms"],
+        p99_ms=raw["p99_ms"],
+        requests=raw["requests"],
+        errors=raw["errors"],
+        generator_cpu=raw["generator_cpu"],
     )
 
 
@@ -381,15 +413,34 @@ def run_bench(
         python = sys.executable
         real_port = free_port()
         log("Démarrage de la vraie API (python -m atelier serve)…")
-        with ServerProcess("api", [python, "-m", "atelier", "serve", "--model", str(model_path),
-                                   "--port", str(real_port), "--no-access-log",
-                                   "--db", str(workdir / "historique.sqlite3")], real_port, workdir) as real:
+        with ServerProcess(
+            "api",
+            [
+                python,
+                "-m",
+                "atelier",
+                "serve",
+                "--model",
+                str(model_path),
+                "--port",
+                str(real_port),
+                "--no-access-log",
+                "--db",
+                str(workdir / "historique.sqlite3"),
+            ],
+            real_port,
+            workdir,
+        ) as real:
             series("ceiling", real, "/health", post=False)
             series("predict", real, "/predict", post=True)
         naive_port = free_port()
         log("Démarrage de l'API naïve (atelier.naive_app)…")
-        with ServerProcess("naive", [python, "-m", "atelier.naive_app", "--model", str(model_path),
-                                     "--port", str(naive_port)], naive_port, workdir) as naive:
+        with ServerProcess(
+            "naive",
+            [python, "-m", "atelier.naive_app", "--model", str(model_path), "--port", str(naive_port)],
+            naive_port,
+            workdir,
+        ) as naive:
             series("naive", naive, "/predict", post=True)
     return summarize(measures, generator=gen.name, duration=duration, model=str(model_path))
 
@@ -436,12 +487,23 @@ def format_table(summary: dict[str, Any]) -> str:
     for target in TARGETS:
         for m in summary["results"]:
             if m["target"] == target:
-                rows.append((TARGETS[target], str(m["connections"]), f"{m['rps']:.1f}", f"{m['p50_ms']:.1f}",
-                             f"{m['p99_ms']:.1f}", str(m["requests"]), str(m["errors"])))
+                rows.append(
+                    (
+                        TARGETS[target],
+                        str(m["connections"]),
+                        f"{m['rps']:.1f}",
+                        f"{m['p50_ms']:.1f}",
+                        f"{m['p99_ms']:.1f}",
+                        str(m["requests"]),
+                        str(m["errors"]),
+                    )
+                )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+        lines.append(
+            "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     c = summary["connections"]

@@ -9,17 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .french_argparse import EXIT_USAGE as EXIT_ERROR
 from .french_argparse import FrenchArgumentParser
 
 #: Subcommand name → (adds its arguments, runs it and returns a JSON-able dict or None, French help line).
 #: Other modules register their commands here (see ``atelier.server_cli``).
-COMMANDS: dict[
-    str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Any], str]
-] = {}
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Any], str]] = {}
 
 
 class CliError(Exception):
@@ -51,8 +50,13 @@ def _data_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, default=None, help="dossier d'images, un sous-dossier par classe "
-                        "(défaut : $ATELIER_DATA, images/satellite/ ou le jeu par défaut)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="dossier d'images, un sous-dossier par classe "
+        "(défaut : $ATELIER_DATA, images/satellite/ ou le jeu par défaut)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="fichier du modèle à écrire, par exemple modele.keras")
     parser.add_argument("--epochs", type=int, default=20, help="nombre d'époques (défaut : 20)")
     parser.add_argument("--seed", type=int, default=0, help="graine (défaut : 0)")

@@ -101,9 +101,7 @@ def _smoothstep(z: np.ndarray) -> np.ndarray:
     return z * z * (3.0 - 2.0 * z)
 
 
-def make_cloud_layer(
-    rng: np.random.Generator, size: int = 64, min_cover: float = CLOUD_COVER_MIN
-) -> CloudLayer:
+def make_cloud_layer(rng: np.random.Generator, size: int = 64, min_cover: float = CLOUD_COVER_MIN) -> CloudLayer:
     """Fabrique une couche de nuages procéduraux couvrant au moins ``min_cover`` de l'image.
 
     La couverture visée est tirée entre ``min_cover`` et 100 % (une couche sur cinq est entièrement

@@ -209,7 +209,8 @@ def load_dataset(
         warnings.warn(
             f"{len(duplicates)} doublon(s) exact(s) retiré(s) dans {root}"
             + (f" (dont {len(ambiguous)} image(s) présentes dans deux classes, retirées partout)" if ambiguous else "")
-            + " : " + _list_for_warning(duplicates, root),
+            + " : "
+            + _list_for_warning(duplicates, root),
             DatasetWarning,
             stacklevel=2,
         )

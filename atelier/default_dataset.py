@@ -506,7 +506,11 @@ def _provenance_text(per_class: int, seed: int) -> str:
         "## Génération",
         "",
         f"- Commande : `{command}`"
-        + ("" if seed == DEFAULT_SEED else f" (graine {seed} : `build_default_dataset(per_class={per_class}, seed={seed})` en Python)"),
+        + (
+            ""
+            if seed == DEFAULT_SEED
+            else f" (graine {seed} : `build_default_dataset(per_class={per_class}, seed={seed})` en Python)"
+        ),
         f"- Fonction Python : `atelier.default_dataset.build_default_dataset(per_class={per_class}, seed={seed})`",
         f"- Version du générateur : {DATASET_VERSION} ; graine : {seed} ; {per_class} images par classe ;"
         f" {len(CLASSES) * per_class} images en tout.",

@@ -41,7 +41,7 @@ def evaluate_dataset(model, dataset: ImageDataset) -> dict[str, Any]:
         for i, name in enumerate(dataset.classes)
         if matrix[i].sum()
     }
-    n = int(len(dataset))
+    n = len(dataset)
     return {
         "accuracy": round(float(np.trace(matrix) / n), 4) if n else 0.0,
         "per_class": per_class,

@@ -67,8 +67,7 @@ def find_last_conv_layer(model):
         if isinstance(layer, keras.Model) and _output_rank(layer) == 4:
             return layer
     raise ExplainError(
-        f"Le modèle « {model.name} » n'a pas de couche de convolution : Grad-CAM a besoin de cartes "
-        "d'activation 2-D."
+        f"Le modèle « {model.name} » n'a pas de couche de convolution : Grad-CAM a besoin de cartes d'activation 2-D."
     )
 
 
@@ -150,9 +149,7 @@ def grad_cam(model, images, class_index=None, *, layer=None) -> np.ndarray:
         score = tf.gather(scores, chosen, axis=1, batch_dims=1)
     expected = np.asarray(model(batch, training=False))
     if not np.allclose(np.asarray(probabilities), expected, atol=1e-4):
-        raise ExplainError(
-            "Le modèle n'est pas une simple chaîne de couches : grad_cam ne sait pas le parcourir."
-        )
+        raise ExplainError("Le modèle n'est pas une simple chaîne de couches : grad_cam ne sait pas le parcourir.")
     gradients = tape.gradient(score, features)
     weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)  # importance de chaque canal
     cams = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))  # (n, h', l')
@@ -316,8 +313,10 @@ def plot_heatmaps(
             bottom.set_visible(False)
             continue
         top.imshow(as_uint8(images[k]), interpolation="nearest")
-        bottom.imshow(overlay_heatmap(images[k], heatmaps[k], alpha=alpha, cmap=cmap, vmin=vmin, vmax=vmax),
-                      interpolation="nearest")
+        bottom.imshow(
+            overlay_heatmap(images[k], heatmaps[k], alpha=alpha, cmap=cmap, vmin=vmin, vmax=vmax),
+            interpolation="nearest",
+        )
         if captions is not None:
             colour = caption_colours[k] if caption_colours is not None else "black"
             top.set_title(captions[k], fontsize=9, color=colour)

@@ -82,7 +82,7 @@ class ServingModel:
         return self.info.metadata
 
     @classmethod
-    def load(cls, path: str | Path, *, warm_batch_sizes: tuple[int, ...] = (1,)) -> "ServingModel":
+    def load(cls, path: str | Path, *, warm_batch_sizes: tuple[int, ...] = (1,)) -> ServingModel:
         """Charge, vérifie, compile et chauffe un modèle ; lève :class:`ModelFileError` (en français)."""
         serving = cls(info=load_model(path))
         serving.compile()
@@ -127,7 +127,7 @@ class ServingModel:
 class _Batcher:
     """Un thread qui regroupe les images soumises en même temps et les passe au réseau en un appel."""
 
-    def __init__(self, predictor: "Predictor", max_batch_size: int, max_wait_s: float) -> None:
+    def __init__(self, predictor: Predictor, max_batch_size: int, max_wait_s: float) -> None:
         self._predictor = predictor
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_s
@@ -210,7 +210,7 @@ class Predictor:
         self._batcher_lock = threading.Lock()
 
     @classmethod
-    def from_path(cls, path: str | Path, **options) -> "Predictor":
+    def from_path(cls, path: str | Path, **options) -> Predictor:
         max_batch = options.get("max_batch_size", 16) if options.get("batching", True) else 1
         return cls(ServingModel.load(path, warm_batch_sizes=tuple(range(1, max_batch + 1))), **options)
 
@@ -277,4 +277,3 @@ class Predictor:
             old, self._current = self._current, serving
         log.info("Modèle remplacé : %s → %s", old.version, serving.version)
         return old
-

@@ -12,7 +12,6 @@ from keras import layers
 
 from .preprocessing import IMAGE_SIZE
 
-
 #: Filters of the four convolution blocks. Measured on the default dataset (2 cores): 16→128 reaches the
 #: accuracy of wider networks for a quarter of their computation (see the README, « Performances »).
 FILTERS: tuple[int, ...] = (16, 32, 64, 128)

@@ -151,7 +151,9 @@ def load_model(path: str | Path) -> ModelInfo:
     """
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"Modèle introuvable : {path}. Entraînez-en un (chapitre 2 ou « python -m atelier train »).")
+        raise ModelFileError(
+            f"Modèle introuvable : {path}. Entraînez-en un (chapitre 2 ou « python -m atelier train »)."
+        )
     metadata = read_metadata(path)
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path.name} n'est pas un modèle Keras (.keras) valide.")

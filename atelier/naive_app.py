@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, File, HTTPException, UploadFile  # at module level: annotations are resolved here
 

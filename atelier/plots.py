@@ -85,8 +85,13 @@ def plot_samples_per_class(
             if col < len(chosen):
                 ax.imshow(as_uint8(images[chosen[col]]), interpolation="nearest")
         axes[row, 0].set_ylabel(
-            f"{name}\n({len(members)} images)", rotation=0, ha="right", va="center",
-            fontsize=11, color=class_colour(name, row), fontweight="bold",
+            f"{name}\n({len(members)} images)",
+            rotation=0,
+            ha="right",
+            va="center",
+            fontsize=11,
+            color=class_colour(name, row),
+            fontweight="bold",
         )
     figure.suptitle(title, fontsize=13)
     return figure
@@ -114,8 +119,9 @@ def plot_class_balance(
         palette = ("#455a64", "#f9a825", "#c62828", "#6a1b9a", "#00838f")
         for k, (part, part_counts) in enumerate(groups.items()):
             values = [part_counts.get(name, 0) for name in classes]
-            bars = ax.bar(x + (k - (len(groups) - 1) / 2) * width, values, width, label=part,
-                          color=palette[k % len(palette)])
+            bars = ax.bar(
+                x + (k - (len(groups) - 1) / 2) * width, values, width, label=part, color=palette[k % len(palette)]
+            )
             ax.bar_label(bars, fontsize=9, padding=2)
         ax.legend(title="Partie", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
@@ -126,8 +132,9 @@ def plot_class_balance(
         ax.bar_label(bars, fontsize=10, padding=2)
         total = sum(values)
         if total:
-            ax.axhline(total / len(values), color="black", linestyle="--", linewidth=1,
-                       label="équilibre parfait\n(moyenne)")
+            ax.axhline(
+                total / len(values), color="black", linestyle="--", linewidth=1, label="équilibre parfait\n(moyenne)"
+            )
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xticks(x, classes, fontsize=11)
     ax.set_xlabel("Classe")
@@ -167,7 +174,7 @@ def plot_augmentations(
         ax.set_title(label, fontsize=10, fontweight="bold" if label == "Originale" else "normal")
     for ax in axes:
         _hide_ticks(ax)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     figure.suptitle(title, fontsize=13)
     return figure
@@ -180,9 +187,7 @@ def plot_training_curves(history: Any, *, title: str = "Courbes d'apprentissage"
     La meilleure époque (perte de validation minimale) est marquée d'une ligne verticale.
     """
     values = getattr(history, "history", history)
-    metrics = [m for m in ("loss", "accuracy") if m in values] or [
-        m for m in values if not m.startswith("val_")
-    ][:2]
+    metrics = [m for m in ("loss", "accuracy") if m in values] or [m for m in values if not m.startswith("val_")][:2]
     figure = Figure(figsize=(5.2 * len(metrics), 4.0), layout="constrained")
     axes = figure.subplots(1, len(metrics), squeeze=False)[0]
     best = None
@@ -193,8 +198,14 @@ def plot_training_curves(history: Any, *, title: str = "Courbes d'apprentissage"
         epochs = np.arange(1, len(train) + 1)
         ax.plot(epochs, train, "o-", color="#1565c0", label="entraînement", markersize=4)
         if f"val_{metric}" in values:
-            ax.plot(epochs, np.asarray(values[f"val_{metric}"], dtype=float), "s-", color="#ef6c00",
-                    label="validation", markersize=4)
+            ax.plot(
+                epochs,
+                np.asarray(values[f"val_{metric}"], dtype=float),
+                "s-",
+                color="#ef6c00",
+                label="validation",
+                markersize=4,
+            )
         if best is not None:
             ax.axvline(best, color="grey", linestyle=":", label=f"meilleure époque ({best})")
         name = METRIC_NAMES.get(metric, metric)
@@ -235,8 +246,15 @@ def plot_confusion_matrix(
         for j in range(matrix.shape[1]):
             colour = "white" if share[i, j] > 0.55 else "black"
             text = f"{matrix[i, j]}\n{_percent(share[i, j])}" if matrix[i, j] else "0"
-            ax.text(j, i, text, ha="center", va="center", color=colour if matrix[i, j] else "#9e9e9e",
-                    fontsize=11 if matrix[i, j] else 10)
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                color=colour if matrix[i, j] else "#9e9e9e",
+                fontsize=11 if matrix[i, j] else 10,
+            )
     ticks = np.arange(len(classes))
     ax.set_xticks(ticks, classes)
     ax.set_yticks(ticks, classes)
@@ -277,8 +295,14 @@ def plot_misclassified(
         figure = Figure(figsize=(6, 1.6), layout="constrained")
         ax = figure.subplots()
         ax.axis("off")
-        ax.text(0.5, 0.5, f"Aucune image mal classée sur {len(true_labels)} : bravo !",
-                ha="center", va="center", fontsize=13)
+        ax.text(
+            0.5,
+            0.5,
+            f"Aucune image mal classée sur {len(true_labels)} : bravo !",
+            ha="center",
+            va="center",
+            fontsize=13,
+        )
         figure.suptitle(title, fontsize=13)
         return figure
     columns = min(columns, len(shown))
@@ -294,7 +318,7 @@ def plot_misclassified(
         ax.set_title(caption, fontsize=9, color="#b71c1c")
     for ax in axes:
         _hide_ticks(ax)
-    for ax in axes[len(shown):]:
+    for ax in axes[len(shown) :]:
         ax.set_visible(False)
     more = f" (les {len(shown)} premières sur {len(wrong)})" if len(wrong) > len(shown) else f" ({len(wrong)})"
     figure.suptitle(title + more, fontsize=13)

@@ -98,16 +98,15 @@ def open_image(
                 f"{_formats_text(formats)} (le contenu du fichier a été examiné, pas son nom)."
             ) from None
         except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error… for damaged headers
-            raise CorruptImageError(
-                f"Image illisible : son en-tête est abîmé (détail technique : {exc})."
-            ) from None
+            raise CorruptImageError(f"Image illisible : son en-tête est abîmé (détail technique : {exc}).") from None
     width, height = image.size
     if width < 1 or height < 1:
         raise CorruptImageError("Image illisible : elle n'a aucun pixel.")
     if width * height > max_pixels:
         raise ImageTooLargeError(
-            f"Image trop grande : {width}×{height} pixels ; le maximum accepté est "
-            f"{max_pixels:_} pixels.".replace("_", "\u202f")
+            f"Image trop grande : {width}×{height} pixels ; le maximum accepté est {max_pixels:_} pixels.".replace(
+                "_", "\u202f"
+            )
         )
     try:
         if getattr(image, "n_frames", 1) > 1:

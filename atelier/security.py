@@ -56,7 +56,15 @@ class ApiKeyMiddleware:
         self,
         app: ASGIApp,
         api_key: str | Callable[[], str | None] | None,
-        public_paths: Iterable[str] = ("/", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/favicon.ico"),
+        public_paths: Iterable[str] = (
+            "/",
+            "/health",
+            "/docs",
+            "/docs/oauth2-redirect",
+            "/redoc",
+            "/openapi.json",
+            "/favicon.ico",
+        ),
         public_prefixes: Iterable[str] = ("/static/",),
     ) -> None:
         self.app = app
@@ -80,9 +88,7 @@ class ApiKeyMiddleware:
             return
         given = _header(scope, API_KEY_HEADER.lower().encode())
         if given is None:
-            await send_json_error(
-                send, 401, f"Clé d'API manquante : ajoutez l'en-tête {API_KEY_HEADER} à la requête."
-            )
+            await send_json_error(send, 401, f"Clé d'API manquante : ajoutez l'en-tête {API_KEY_HEADER} à la requête.")
             return
         if not secrets.compare_digest(given, key.encode("utf-8")):
             await send_json_error(send, 401, f"Clé d'API invalide (en-tête {API_KEY_HEADER}).")
@@ -171,4 +177,3 @@ class BodySizeLimitMiddleware:
                 raise
         if exceeded and not response_started:
             await send_json_error(send, 413, self._message(limit), [(b"connection", b"close")])
-

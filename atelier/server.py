@@ -28,11 +28,11 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["ServerStartError", "ServerHandle", "start_server", "stop_all", "running_servers"]
+__all__ = ["ServerHandle", "ServerStartError", "running_servers", "start_server", "stop_all"]
 
 #: Servers started by this process, by port. ``globals().get`` keeps the registry across
 #: ``importlib.reload`` (the ``%autoreload`` extension of Jupyter reloads modules in place).
-_REGISTRY: dict[int, "ServerHandle"] = globals().get("_REGISTRY", {})
+_REGISTRY: dict[int, ServerHandle] = globals().get("_REGISTRY", {})
 _REGISTRY_LOCK: threading.Lock = globals().get("_REGISTRY_LOCK") or threading.Lock()
 
 _POLL_SECONDS = 0.01
@@ -55,7 +55,7 @@ class ServerHandle:
     """
 
     def __init__(
-        self, server: Any, thread: threading.Thread, sock: socket.socket, host: str, port: int, runner: "_Runner"
+        self, server: Any, thread: threading.Thread, sock: socket.socket, host: str, port: int, runner: _Runner
     ) -> None:
         self._server = server
         self._thread = thread
@@ -93,7 +93,7 @@ class ServerHandle:
             if _REGISTRY.get(self.port) is self:
                 del _REGISTRY[self.port]
 
-    def __enter__(self) -> "ServerHandle":
+    def __enter__(self) -> ServerHandle:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -260,8 +260,8 @@ def _bind(host: str, port: int, *, cli: bool = False, listen: bool = True) -> so
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ServerStartError(
-            f"Adresse d'écoute inconnue : {host!r} ({exc}). Utilisez \"127.0.0.1\" (cette machine seulement) "
-            "ou \"0.0.0.0\" (tout le réseau)."
+            f'Adresse d\'écoute inconnue : {host!r} ({exc}). Utilisez "127.0.0.1" (cette machine seulement) '
+            'ou "0.0.0.0" (tout le réseau).'
         ) from None
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
@@ -310,7 +310,7 @@ def _bind_error_message(host: str, port: int, exc: OSError, cli: bool = False) -
     if exc.errno == errno.EADDRNOTAVAIL:
         return (
             f"L'adresse {host!r} n'appartient pas à cette machine. Utilisez \"127.0.0.1\" (cette machine "
-            "seulement) ou \"0.0.0.0\" (tout le réseau)."
+            'seulement) ou "0.0.0.0" (tout le réseau).'
         )
     return f"Impossible d'écouter sur {host}:{port} : {exc.strerror or exc}."
 

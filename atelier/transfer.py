@@ -139,7 +139,8 @@ def imagenet_weights_status() -> WeightsStatus:
     for path in _candidates():
         if path.is_file() and path.stat().st_size > 0 and _looks_like_hdf5(path):
             return WeightsStatus(
-                True, path,
+                True,
+                path,
                 f"Poids ImageNet trouvés dans le cache de Keras : {path}\n"
                 "CHEMIN SUIVI : apprentissage par transfert (base MobileNetV2 pré-entraînée, gelée).",
             )
@@ -149,7 +150,8 @@ def imagenet_weights_status() -> WeightsStatus:
     else:
         problem = f"Les poids ImageNet de MobileNetV2 ne sont pas dans le cache de Keras ({path})."
     return WeightsStatus(
-        False, path,
+        False,
+        path,
         f"{problem}\nL'atelier ne les télécharge pas pendant le cours (pas d'Internet garanti).\n"
         "CHEMIN SUIVI : SOLUTION DE SECOURS — même architecture MobileNetV2, poids aléatoires, entraînée\n"
         "depuis zéro pendant moins d'époques. Ce n'est PAS de l'apprentissage par transfert : n'en tirez\n"
@@ -186,7 +188,10 @@ def build_backbone(weights: str | Path | None = None) -> Any:
     import keras
 
     base = keras.applications.MobileNetV2(
-        input_shape=(BACKBONE_SIZE, BACKBONE_SIZE, 3), alpha=ALPHA, include_top=False, weights=None,
+        input_shape=(BACKBONE_SIZE, BACKBONE_SIZE, 3),
+        alpha=ALPHA,
+        include_top=False,
+        weights=None,
         name=BACKBONE_NAME,
     )
     if weights is not None:
@@ -357,7 +362,10 @@ def download_weights(timeout: float = DOWNLOAD_TIMEOUT) -> Path:
 
 def _cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--depuis", type=Path, default=None, metavar="FICHIER.h5",
+        "--depuis",
+        type=Path,
+        default=None,
+        metavar="FICHIER.h5",
         help=f"fichier de poids déjà téléchargé ({WEIGHTS_FILENAME}) à ranger dans le cache de Keras ; "
         "sans cette option, la commande télécharge le fichier (Internet nécessaire)",
     )

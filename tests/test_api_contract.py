@@ -254,8 +254,14 @@ def test_history_is_thread_safe(tmp_path):
     history = History(tmp_path / "h.sqlite3")
 
     def add(i):
-        return history.add(label="mer", probabilities={"mer": 1.0}, model_version="v", image_sha256="0" * 64,
-                           filename=f"{i}.png", duration_ms=1.0)
+        return history.add(
+            label="mer",
+            probabilities={"mer": 1.0},
+            model_version="v",
+            image_sha256="0" * 64,
+            filename=f"{i}.png",
+            duration_ms=1.0,
+        )
 
     with ThreadPoolExecutor(16) as pool:
         ids = list(pool.map(add, range(400)))

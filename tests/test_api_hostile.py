@@ -7,7 +7,6 @@ Oversize bodies with a lying or absent Content-Length are tested against a real 
 from __future__ import annotations
 
 import asyncio
-import io
 import struct
 import zlib
 
@@ -43,7 +42,9 @@ def _fake_header_png(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    )
 
 
 def _sixteen_bit_png() -> bytes:
@@ -75,7 +76,11 @@ HOSTILE = {
     "vide": (b"", 400, "vide"),
     "texte": (b"bonjour, je ne suis pas une image", 415, "format"),
     "html": (b"<!doctype html><html><body><script>alert(1)</script></body></html>", 415, "format"),
-    "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64"/></svg>', 415, "format"),
+    "svg": (
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64"/></svg>',
+        415,
+        "format",
+    ),
     "gif": (encode(textured_rgb(), "GIF"), 415, "format"),
     "pdf": (b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", 415, "format"),
     "jpeg-tronque": (JPEG[: len(JPEG) // 2], 422, "illisible"),
@@ -118,7 +123,11 @@ def test_bomb_is_small_on_the_wire():
         ({"json": {"file": "abc"}}, 422, "multipart"),
         ({"content": JPEG, "headers": {"content-type": "image/jpeg"}}, 422, "multipart"),
         ({}, 422, "multipart"),
-        ({"content": b"--x\r\nnimporte quoi", "headers": {"content-type": "multipart/form-data; boundary=zz"}}, 400, "mal formé"),
+        (
+            {"content": b"--x\r\nnimporte quoi", "headers": {"content-type": "multipart/form-data; boundary=zz"}},
+            400,
+            "mal formé",
+        ),
         ({"content": b"a" * 1000, "headers": {"content-type": "multipart/form-data"}}, 400, "mal formé"),
     ],
     ids=["mauvais-champ", "champ-texte", "json", "corps-brut", "sans-corps", "multipart-casse", "sans-boundary"],

@@ -89,7 +89,7 @@ def _raw_exchange(port: int, head: bytes, body_chunks, *, pause: float = 0.0) ->
                 if not data:
                     break
                 received += data
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             pass
         return received
 
@@ -204,7 +204,10 @@ def test_2000_requests_at_concurrency_32(server):
 
 def _upload_model(url: str, path, metadata: bytes | None = None, *, name: str = "modele.keras"):
     meta = path.with_suffix(".json").read_bytes() if metadata is None else metadata
-    files = {"model": (name, path.read_bytes(), "application/octet-stream"), "metadata": ("m.json", meta, "application/json")}
+    files = {
+        "model": (name, path.read_bytes(), "application/octet-stream"),
+        "metadata": ("m.json", meta, "application/json"),
+    }
     return httpx.put(url + "/model", files=files, timeout=120)
 
 
@@ -233,6 +236,7 @@ def test_hot_swap_under_load_fails_no_request(server, models):
     for thread in threads:
         thread.start()
     try:
+
         def wait_for(count):
             deadline = time.monotonic() + 60
             while len(seen) < count and time.monotonic() < deadline:

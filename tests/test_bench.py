@@ -33,7 +33,9 @@ def test_summary_and_table_from_measures():
     assert summary["ceiling_rps"] == 1000 and summary["naive_rps"] == 10 and summary["predict_rps"] == 500
     assert summary["p50_ms"] == 16 and summary["p99_ms"] == 40 and summary["connections"] == 8
     assert summary["targets"] == {
-        "predict_rps >= 0.4 x ceiling_rps": True, "predict_rps >= 20 x naive_rps": True, "p99_ms <= 50": True,
+        "predict_rps >= 0.4 x ceiling_rps": True,
+        "predict_rps >= 20 x naive_rps": True,
+        "p99_ms <= 50": True,
     }
     table = format_table(summary)
     assert "plafond (GET /health)" in table and "API naïve" in table and "vraie API (POST /predict)" in table
@@ -45,9 +47,25 @@ def test_summary_and_table_from_measures():
 def test_bench_smoke_run(saved_model, generator):
     path, _ = saved_model
     result = subprocess.run(
-        [sys.executable, "-m", "atelier", "bench", "--model", str(path), "--duration", "1", "--warmup", "0.5",
-         "--connections", "1,4", "--generator", generator],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "atelier",
+            "bench",
+            "--model",
+            str(path),
+            "--duration",
+            "1",
+            "--warmup",
+            "0.5",
+            "--connections",
+            "1,4",
+            "--generator",
+            generator,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
@@ -64,6 +82,10 @@ def test_bench_smoke_run(saved_model, generator):
 
 
 def test_bench_missing_model_is_a_french_error(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "atelier", "bench", "--model", str(tmp_path / "absent.keras")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "atelier", "bench", "--model", str(tmp_path / "absent.keras")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0 and "Modèle introuvable" in result.stderr and "Traceback" not in result.stderr

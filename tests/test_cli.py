@@ -19,7 +19,12 @@ def run_cli(*args, env=None, timeout=600):
     environment = dict(os.environ, **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "atelier", *map(str, args)],
-        capture_output=True, text=True, encoding="utf-8", cwd=ROOT, env=environment, timeout=timeout,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        cwd=ROOT,
+        env=environment,
+        timeout=timeout,
     )
 
 
@@ -51,8 +56,16 @@ def test_train_writes_model_metadata_and_json(trained):
 
 def test_evaluate_on_kaggle_folder_names(trained, tmp_path):
     _, _, model = trained
-    kaggle = make_dataset(tmp_path / "kaggle", per_class=5, folders={
-        "green_area": (40, 110, 50), "water": (20, 50, 120), "desert": (205, 170, 110), "cloudy": (235, 235, 240)})
+    kaggle = make_dataset(
+        tmp_path / "kaggle",
+        per_class=5,
+        folders={
+            "green_area": (40, 110, 50),
+            "water": (20, 50, 120),
+            "desert": (205, 170, 110),
+            "cloudy": (235, 235, 240),
+        },
+    )
     result = run_cli("evaluate", "--model", model, "--data", kaggle)
     assert result.returncode == 0, result.stderr
     report = last_json(result.stdout)
@@ -65,7 +78,9 @@ def assert_french_failure(result, *fragments):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
     # TensorFlow's C++ runtime may print start-up lines on stderr first; our message is what follows.
-    ours = result.stderr[result.stderr.find("utilisation") if "utilisation" in result.stderr else result.stderr.find("Erreur"):]
+    ours = result.stderr[
+        result.stderr.find("utilisation") if "utilisation" in result.stderr else result.stderr.find("Erreur") :
+    ]
     assert ours.startswith(("Erreur", "utilisation")), result.stderr
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr

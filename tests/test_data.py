@@ -40,7 +40,11 @@ def kaggle_like(tmp_path):
 
 def test_label_mapping():
     assert [canonical_label(n) for n in ("cloudy", "desert", "green_area", "water")] == [
-        "nuageux", "désert", "forêt", "mer"]
+        "nuageux",
+        "désert",
+        "forêt",
+        "mer",
+    ]
     assert canonical_label("Forêt") == canonical_label("foret") == canonical_label("FORET") == "forêt"
     assert canonical_label("De\u0301sert") == "désert", "macOS decomposed accents (NFD) are recognised"
     assert canonical_label("Green-Area") == "forêt"

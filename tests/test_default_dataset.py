@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from atelier import clouds, default_dataset as dd, paths
+from atelier import clouds, paths
+from atelier import default_dataset as dd
 from atelier.default_dataset import build_default_dataset, default_data_dir
 
 SMALL = 5  # images per class for the quick builds
@@ -80,7 +81,9 @@ def test_forests_are_textured_and_water_is_smooth(default_build):
 def test_mean_colour_alone_does_not_separate_forest_from_water(default_build):
     # Some forests are blue-green and some waters green (as in true-colour satellite products).
     def blue_minus_green(label):
-        means = [np.asarray(Image.open(p), dtype=np.float64).mean(axis=(0, 1)) for p in (default_build / label).glob("*.jpg")]
+        means = [
+            np.asarray(Image.open(p), dtype=np.float64).mean(axis=(0, 1)) for p in (default_build / label).glob("*.jpg")
+        ]
         return np.array([m[2] - m[1] for m in means])
 
     forest, water = blue_minus_green("forêt"), blue_minus_green("mer")
@@ -250,7 +253,7 @@ def test_every_cloud_layer_reaches_the_cover_threshold():
         assert layer.alpha.shape == layer.shadow.shape == (64, 64)
         assert layer.colour.shape == (64, 64, 3)
         assert layer.cover == clouds.cloud_cover(layer.alpha) >= clouds.CLOUD_COVER_MIN
-        assert 0.0 <= layer.alpha.min() and layer.alpha.max() <= 1.0
+        assert layer.alpha.min() >= 0.0 and layer.alpha.max() <= 1.0
         covers.append(layer.cover)
     covers = np.array(covers)
     assert covers.min() < 0.85 and (covers == 1.0).mean() > 0.05  # partly cloudy … fully overcast
@@ -259,7 +262,7 @@ def test_every_cloud_layer_reaches_the_cover_threshold():
 def test_add_clouds_whitens_a_dark_ground_where_the_cover_says():
     ground = np.full((64, 64, 3), 0.1)
     image, cover = clouds.add_clouds(np.random.default_rng(1), ground)
-    assert image.shape == (64, 64, 3) and 0.0 <= image.min() and image.max() <= 1.0
+    assert image.shape == (64, 64, 3) and image.min() >= 0.0 and image.max() <= 1.0
     bright = (image.mean(axis=2) > 0.4).mean()
     assert bright >= clouds.CLOUD_COVER_MIN and abs(bright - cover) < 0.15
     with pytest.raises(ValueError):

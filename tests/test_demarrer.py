@@ -27,8 +27,14 @@ def free_port() -> int:
 
 
 def run_script(*args, timeout=60):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                          encoding="utf-8", cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        cwd=ROOT,
+        timeout=timeout,
+    )
 
 
 def test_help_and_usage_errors_are_french():
@@ -59,7 +65,12 @@ def test_first_command_opens_jupyterlab_on_the_notebooks(tmp_path):
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_CONFIG_DIR=str(tmp_path / "config"))
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--no-browser", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
         start_new_session=True,
     )
     try:

@@ -64,8 +64,9 @@ def test_nested_feature_model_is_used_when_there_is_no_top_level_conv():
     keras = _keras()
     from keras import layers
 
-    base = keras.Sequential([keras.Input((16, 16, 3)), layers.Conv2D(4, 3, padding="same", activation="relu")],
-                            name="base")
+    base = keras.Sequential(
+        [keras.Input((16, 16, 3)), layers.Conv2D(4, 3, padding="same", activation="relu")], name="base"
+    )
     inputs = keras.Input((16, 16, 3))
     x = layers.GlobalAveragePooling2D()(base(inputs))
     model = keras.Model(inputs, layers.Dense(2, activation="softmax")(x))
@@ -113,17 +114,18 @@ def square_detector():
     keras = _keras()
     from keras import layers
 
-    model = keras.Sequential([
-        keras.Input((SIZE, SIZE, 3)),
-        layers.Rescaling(1 / 255),
-        layers.Conv2D(8, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(),
-        layers.Conv2D(16, 3, padding="same", activation="relu"),
-        layers.GlobalAveragePooling2D(),
-        layers.Dense(2, activation="softmax"),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = keras.Sequential(
+        [
+            keras.Input((SIZE, SIZE, 3)),
+            layers.Rescaling(1 / 255),
+            layers.Conv2D(8, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(16, 3, padding="same", activation="relu"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(2, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     images, labels, _ = _square_images(600, seed=0)
     model.fit(images, labels, epochs=8, batch_size=32, verbose=0)
     test, test_labels, corners = _square_images(200, seed=1)
@@ -164,12 +166,14 @@ def test_occlusion_is_exact_on_a_model_that_only_reads_the_top_left_quadrant():
     keras = _keras()
     from keras import layers
 
-    model = keras.Sequential([
-        keras.Input((16, 16, 3)),
-        layers.Cropping2D(((0, 8), (0, 8))),  # keeps rows 0–7 and columns 0–7
-        layers.GlobalAveragePooling2D(),
-        layers.Dense(2, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            layers.Cropping2D(((0, 8), (0, 8))),  # keeps rows 0–7 and columns 0–7
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(2, activation="softmax"),
+        ]
+    )
     model.layers[-1].set_weights([np.array([[0.0, 0.02]] * 3, np.float32), np.array([0.0, -6.0], np.float32)])
     image = np.random.default_rng(0).uniform(0, 255, (16, 16, 3)).astype(np.float32)
     image[:8, :8] = 200.0
@@ -204,8 +208,17 @@ def test_overlay_heatmap():
 def test_plot_heatmaps_for_an_occlusion_map_uses_the_given_scale_and_labels():
     images = [np.zeros((8, 8, 3), np.uint8)] * 3
     maps = [np.linspace(-0.2, 0.2, 64).reshape(8, 8)] * 3
-    figure = explain.plot_heatmaps(images, maps, ["a", "b", "c"], title="Occultation", cmap="RdBu_r",
-                                   vmin=-0.2, vmax=0.2, colorbar_label="Baisse de la probabilité", columns=2)
+    figure = explain.plot_heatmaps(
+        images,
+        maps,
+        ["a", "b", "c"],
+        title="Occultation",
+        cmap="RdBu_r",
+        vmin=-0.2,
+        vmax=0.2,
+        colorbar_label="Baisse de la probabilité",
+        columns=2,
+    )
     colorbar_axes = [ax for ax in figure.axes if ax.get_ylabel() == "Baisse de la probabilité"]
     assert len(colorbar_axes) == 1
     assert colorbar_axes[0].get_ylim() == pytest.approx((-0.2, 0.2))
@@ -216,12 +229,14 @@ def test_plot_heatmaps_for_an_occlusion_map_uses_the_given_scale_and_labels():
 # ----------------------------------------------------------------------------- « je ne sais pas »
 
 
-PROBABILITIES = np.array([
-    [0.9, 0.1],  # sure, right
-    [0.8, 0.2],  # sure, wrong
-    [0.6, 0.4],  # unsure, right
-    [0.45, 0.55],  # unsure, wrong
-])
+PROBABILITIES = np.array(
+    [
+        [0.9, 0.1],  # sure, right
+        [0.8, 0.2],  # sure, wrong
+        [0.6, 0.4],  # unsure, right
+        [0.45, 0.55],  # unsure, wrong
+    ]
+)
 LABELS = np.array([0, 1, 0, 0])
 
 
@@ -242,5 +257,9 @@ def test_choose_threshold_is_the_smallest_that_reaches_the_target():
 
 def test_predict_or_abstain():
     assert explain.predict_or_abstain(PROBABILITIES, ["forêt", "mer"], 0.7) == [
-        "forêt", "forêt", "je ne sais pas", "je ne sais pas"]
+        "forêt",
+        "forêt",
+        "je ne sais pas",
+        "je ne sais pas",
+    ]
     assert explain.predict_or_abstain([0.2, 0.8], ["forêt", "mer"], 0.5) == ["mer"]

@@ -81,8 +81,9 @@ def run_until_first_error(path: Path, timeout: int = KERNEL_TIMEOUT):
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(Path(path).parent)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(Path(path).parent)}}
+    )
     try:
         client.execute()
     except CellExecutionError as error:
@@ -104,12 +105,18 @@ def assert_learner_notebook_fails_only_at_gaps(path: Path, timeout: int = KERNEL
     * without gaps: every cell runs.
     """
     nb = nbformat.read(path, as_version=4)
-    gap_cells = [index for index, cell in enumerate(nb.cells)
-                 if cell.cell_type == "code" and "raise NotImplementedError(" in _source(cell)
-                 and gen.GAP_PREFIX in _source(cell)]
+    gap_cells = [
+        index
+        for index, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        and "raise NotImplementedError(" in _source(cell)
+        and gen.GAP_PREFIX in _source(cell)
+    ]
     result = run_until_first_error(path, timeout=timeout)
     if not gap_cells:
-        assert result is None, f"{path.name} n'a pas de trou mais échoue : cellule n° {result[0] + 1} {result[1]}: {result[2]}"
+        assert result is None, (
+            f"{path.name} n'a pas de trou mais échoue : cellule n° {result[0] + 1} {result[1]}: {result[2]}"
+        )
         return
     assert result is not None, f"{path.name} contient des trous mais s'exécute sans erreur."
     index, ename, evalue = result
@@ -191,7 +198,9 @@ def test_learner_json_is_readable_and_valid():
 
 
 def test_region_becomes_gap_and_prompt_stays():
-    learner = _learner_code("x = 1\n### BEGIN SOLUTION : normalisez les pixels\ny = x / 255\n### END SOLUTION\nprint(y)")
+    learner = _learner_code(
+        "x = 1\n### BEGIN SOLUTION : normalisez les pixels\ny = x / 255\n### END SOLUTION\nprint(y)"
+    )
     assert learner == (
         "x = 1\n"
         "# À compléter : normalisez les pixels\n"
@@ -201,7 +210,9 @@ def test_region_becomes_gap_and_prompt_stays():
 
 
 def test_indentation_is_kept_and_default_hint_used():
-    learner = _learner_code("def f(x):\n    if x:\n        ### BEGIN SOLUTION\n        return 2\n        ### END SOLUTION\n    return 0\n")
+    learner = _learner_code(
+        "def f(x):\n    if x:\n        ### BEGIN SOLUTION\n        return 2\n        ### END SOLUTION\n    return 0\n"
+    )
     assert learner == (
         "def f(x):\n    if x:\n"
         f"        # À compléter : {gen.DEFAULT_HINT}\n"
@@ -237,26 +248,35 @@ def test_code_cell_tagged_solution():
 
 
 def test_markdown_cell_tagged_solution():
-    nb = gen.generate(_notebook(_markdown("La réponse est 42.", metadata={"tags": ["solution"]}),
-                                _markdown("**Question :** pourquoi ?")))
+    nb = gen.generate(
+        _notebook(
+            _markdown("La réponse est 42.", metadata={"tags": ["solution"]}), _markdown("**Question :** pourquoi ?")
+        )
+    )
     assert _source(nb.cells[0]) == "*Votre réponse :* …"
     assert _source(nb.cells[1]) == "**Question :** pourquoi ?"
 
 
 def test_nbval_markers_are_dropped_and_raises_becomes_standard_tag():
-    nb = gen.generate(_notebook(
-        _code("# NBVAL_IGNORE_OUTPUT\nprint(1)", metadata={"tags": ["nbval-skip", "garder"]}),
-        _code("# NBVAL_RAISES_EXCEPTION\n1 / 0"),
-    ))
+    nb = gen.generate(
+        _notebook(
+            _code("# NBVAL_IGNORE_OUTPUT\nprint(1)", metadata={"tags": ["nbval-skip", "garder"]}),
+            _code("# NBVAL_RAISES_EXCEPTION\n1 / 0"),
+        )
+    )
     assert _source(nb.cells[0]) == "print(1)" and nb.cells[0].metadata == {"tags": ["garder"]}
     assert _source(nb.cells[1]) == "1 / 0" and nb.cells[1].metadata == {"tags": ["raises-exception"]}
 
 
 def test_metadata_is_minimal_and_ids_are_stable():
-    solution = _notebook(_code("a = 1", execution_count=3, metadata={"scrolled": True, "ExecuteTime": {"x": 1}}),
-                         _code("b = 2"), _code("c = 3"),
-                         kernelspec={"name": "mon-env", "display_name": "Mon env", "language": "python"},
-                         language_info={"name": "python", "version": "3.12.1"}, widgets={"x": 1})
+    solution = _notebook(
+        _code("a = 1", execution_count=3, metadata={"scrolled": True, "ExecuteTime": {"x": 1}}),
+        _code("b = 2"),
+        _code("c = 3"),
+        kernelspec={"name": "mon-env", "display_name": "Mon env", "language": "python"},
+        language_info={"name": "python", "version": "3.12.1"},
+        widgets={"x": 1},
+    )
     solution.cells[1].id = "c0"  # duplicate id
     del solution.cells[2]["id"]  # missing id (old nbformat minor)
     nb = gen.generate(solution)
@@ -301,8 +321,11 @@ def test_marker_in_markdown_is_an_error():
 def test_solution_problems_and_strip():
     solution = _notebook(
         _code("print(1)", execution_count=1, outputs=[nbformat.v4.new_output("stream", name="stdout", text="1\n")]),
-        _code("# NBVAL_CHECK_OUTPUT\nprint(2)", execution_count=2,
-              outputs=[nbformat.v4.new_output("stream", name="stdout", text="2\n")]),
+        _code(
+            "# NBVAL_CHECK_OUTPUT\nprint(2)",
+            execution_count=2,
+            outputs=[nbformat.v4.new_output("stream", name="stdout", text="2\n")],
+        ),
         _code("# NBVAL_CHECK_OUTPUT\nprint(3)"),
     )
     problems = gen.solution_problems(solution)
@@ -362,8 +385,13 @@ def test_command_line_reports_marker_errors(tmp_path, capsys):
 
 
 def test_script_runs_from_another_directory(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "generate_notebooks.py"), "--check"],
-                            cwd=tmp_path, capture_output=True, text=True, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "generate_notebooks.py"), "--check"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -383,15 +411,17 @@ def test_solution_fixture_runs_to_the_end():
 
 def test_helper_rejects_a_confusing_error_before_the_gap(tmp_path):
     path = tmp_path / "casse.ipynb"
-    nbformat.write(gen.generate(_notebook(_code("valeurs = [1, 2]\nvaleurs[5]"),
-                                          _code("### BEGIN SOLUTION\nx = 1\n### END SOLUTION"))), path)
+    nbformat.write(
+        gen.generate(
+            _notebook(_code("valeurs = [1, 2]\nvaleurs[5]"), _code("### BEGIN SOLUTION\nx = 1\n### END SOLUTION"))
+        ),
+        path,
+    )
     with pytest.raises(AssertionError, match="IndexError"):
         assert_learner_notebook_fails_only_at_gaps(path)
 
 
-@pytest.mark.parametrize(
-    "path", [LEARNER_FIXTURE, *sorted(NOTEBOOKS_DIR.glob("*.ipynb"))], ids=lambda path: path.name
-)
+@pytest.mark.parametrize("path", [LEARNER_FIXTURE, *sorted(NOTEBOOKS_DIR.glob("*.ipynb"))], ids=lambda path: path.name)
 def test_learner_notebook_fails_only_at_gaps(path):
     assert_learner_notebook_fails_only_at_gaps(path)
 
@@ -421,8 +451,10 @@ def test_sanitize_file_is_parsed_entirely():
     ("raw", "expected"),
     [
         ("<object object at 0x7f3a2b1c0d90>", "<object object at 0xADRESSE>"),
-        ("\x1b[1m32/32\x1b[0m \x1b[32m━━━━\x1b[0m \x1b[1m1s\x1b[0m 12ms/step - accuracy: 0.9500",
-         "32/32 ━━━━ <DURÉE> <DURÉE>/step - accuracy: 0.9500"),
+        (
+            "\x1b[1m32/32\x1b[0m \x1b[32m━━━━\x1b[0m \x1b[1m1s\x1b[0m 12ms/step - accuracy: 0.9500",
+            "32/32 ━━━━ <DURÉE> <DURÉE>/step - accuracy: 0.9500",
+        ),
         ("Epoch 1/5 - ETA: 3s", "Epoch 1/5 - ETA: <DURÉE>"),
         ("2025-11-27 18:57:00.123456: I tensorflow", "<HORODATAGE>: I tensorflow"),
         ("le 27/11/2025 à 18:57:03", "le <DATE> à <HEURE>"),
@@ -440,8 +472,18 @@ def test_sanitizers(raw, expected):
 
 
 def _nbval(*args, cwd=ROOT):
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax",
-               "--nbval-sanitize-with", str(SANITIZE_FILE), "--nbval-cell-timeout=600", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--nbval-lax",
+        "--nbval-sanitize-with",
+        str(SANITIZE_FILE),
+        "--nbval-cell-timeout=600",
+        *args,
+    ]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, encoding="utf-8", timeout=300)
 
 

@@ -8,12 +8,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
 
-from atelier import plots  # noqa: E402
-from atelier.labels import CLASSES  # noqa: E402
+from atelier import plots
+from atelier.labels import CLASSES
 
 ENGLISH_WORDS = ("loss", "accuracy", "epoch", "true", "predicted", "count", "train", "label", "sample")
 
@@ -162,7 +162,8 @@ def test_confusion_matrix_labels_counts_and_percentages(n_classes):
     assert cells[0] == "8\n80\u202f%" and cells[1] == "2\n20\u202f%"
     assert cells.count("0") == n_classes**2 - n_classes - 1
     assert ax.get_title() == f"Matrice de confusion\n{8 * n_classes + 2} images, précision " + (
-        f"{100 * 8 * n_classes / (8 * n_classes + 2):.1f}".replace(".", ",") + "\u202f%")
+        f"{100 * 8 * n_classes / (8 * n_classes + 2):.1f}".replace(".", ",") + "\u202f%"
+    )
     _assert_french(figure)
     _renders(figure)
 

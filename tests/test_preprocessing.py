@@ -32,7 +32,12 @@ def png_rgb16(width: int, height: int, rgb16: tuple[int, int, int]) -> bytes:
 
     row = b"\x00" + struct.pack(">HHH", *rgb16) * width
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
 
 
 def centre(array: np.ndarray) -> np.ndarray:

@@ -58,9 +58,23 @@ def served(saved_model, tmp_path):
     path, metadata = saved_model
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "atelier", "serve", "--model", str(path), "--port", str(port),
-         "--api-key", "secret-de-test", "--db", str(tmp_path / "historique.sqlite3")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "atelier",
+            "serve",
+            "--model",
+            str(path),
+            "--port",
+            str(port),
+            "--api-key",
+            "secret-de-test",
+            "--db",
+            str(tmp_path / "historique.sqlite3"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -79,8 +93,12 @@ def test_serve_health_predict_and_stop(served, tmp_path):
     )
     image = encode(textured_rgb())
     # like: curl -F file=@tuile.jpg -H "X-API-Key: …" http://127.0.0.1:PORT/predict
-    response = requests.post(url + "/predict", files={"file": ("tuile.jpg", image, "image/jpeg")},
-                             headers={"X-API-Key": "secret-de-test"}, timeout=30)
+    response = requests.post(
+        url + "/predict",
+        files={"file": ("tuile.jpg", image, "image/jpeg")},
+        headers={"X-API-Key": "secret-de-test"},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["label"] in metadata["classes"]
@@ -139,9 +157,24 @@ def test_serve_with_two_workers(saved_model, tmp_path):
     path, metadata = saved_model
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "atelier", "serve", "--model", str(path), "--port", str(port), "--workers", "2",
-         "--db", str(tmp_path / "h.sqlite3"), "--no-access-log"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "atelier",
+            "serve",
+            "--model",
+            str(path),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--db",
+            str(tmp_path / "h.sqlite3"),
+            "--no-access-log",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:

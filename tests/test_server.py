@@ -230,7 +230,9 @@ def find_interpreter(version: str) -> str | None:
         try:
             out = subprocess.run(
                 [candidate, "-c", "import sys, venv; print(sys.executable); print('%d.%d' % sys.version_info[:2])"],
-                capture_output=True, text=True, timeout=30,
+                capture_output=True,
+                text=True,
+                timeout=30,
             )
         except (OSError, subprocess.TimeoutExpired):
             continue
@@ -261,7 +263,8 @@ def kernel_venv(request, version: str) -> Path:
         subprocess.run([interpreter, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *KERNEL_REQUIREMENTS],
-            check=True, timeout=900,
+            check=True,
+            timeout=900,
         )
         (venv / ".ready").write_text(interpreter + "\n")
     return python
@@ -277,12 +280,16 @@ def run_kernel_notebook(python: str, tmp_path: Path, port: int):
     kernels = tmp_path / "kernels"
     spec_dir = kernels / "atelier-test"
     spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "atelier test",
-        "language": "python",
-        "env": {"PYTHONPATH": str(REPO), "ATELIER_TEST_PORT": str(port)},
-    }))
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "atelier test",
+                "language": "python",
+                "env": {"PYTHONPATH": str(REPO), "ATELIER_TEST_PORT": str(port)},
+            }
+        )
+    )
     km = KernelManager(kernel_name="atelier-test", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
     nb = nbformat.read(KERNEL_NOTEBOOK, as_version=4)
     NotebookClient(nb, km=km, timeout=60, kernel_name="atelier-test").execute()
@@ -296,7 +303,8 @@ def check_executed_notebook(nb, port: int, version: str) -> None:
     def text(cell, kind):
         return "".join(
             o.get("text", "") if o["output_type"] == "stream" else o.get("data", {}).get("text/plain", "")
-            for o in cell.outputs if (o["output_type"] == "stream") == (kind == "stream")
+            for o in cell.outputs
+            if (o["output_type"] == "stream") == (kind == "stream")
         )
 
     for cell in code:  # clean output: no log lines, no warnings, no errors

@@ -125,9 +125,16 @@ def test_missing_weights_give_the_fallback_in_french(keras_home, no_network):
     status = transfer.imagenet_weights_status()
     assert not status.available and status.mode == "secours" and status.weights_path is None
     message = str(status)
-    for fragment in ("ne sont pas dans le cache de Keras", "SOLUTION DE SECOURS", "depuis zéro",
-                     "python -m atelier poids-mobilenet", "--depuis", transfer.WEIGHTS_FILENAME,
-                     str(keras_home / "models"), "KERAS_HOME"):
+    for fragment in (
+        "ne sont pas dans le cache de Keras",
+        "SOLUTION DE SECOURS",
+        "depuis zéro",
+        "python -m atelier poids-mobilenet",
+        "--depuis",
+        transfer.WEIGHTS_FILENAME,
+        str(keras_home / "models"),
+        "KERAS_HOME",
+    ):
         assert fragment in message, fragment
     model = transfer.build_transfer_model(CLASSES, status.weights_path)
     base = transfer.backbone_of(model)
@@ -211,8 +218,9 @@ def test_transfer_model_saves_and_reloads_like_the_cnn(cached, tmp_path):
     info = load_model(path)  # safe_mode: only standard layers, no Lambda
     assert info.image_size == 64 and info.classes == list(CLASSES) and info.metadata["imagenet_weights"] is True
     batch = images(2)
-    assert np.allclose(np.asarray(info.model(batch, training=False)), np.asarray(model(batch, training=False)),
-                       atol=1e-5)
+    assert np.allclose(
+        np.asarray(info.model(batch, training=False)), np.asarray(model(batch, training=False)), atol=1e-5
+    )
 
 
 # --- python -m atelier poids-mobilenet ------------------------------------------------------------------
@@ -222,7 +230,12 @@ def run_cli(*args, keras_home):
     environment = dict(os.environ, KERAS_HOME=str(keras_home))
     return subprocess.run(
         [sys.executable, "-m", "atelier", *map(str, args)],
-        capture_output=True, text=True, encoding="utf-8", cwd=ROOT, env=environment, timeout=600,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        cwd=ROOT,
+        env=environment,
+        timeout=600,
     )
 
 
@@ -254,19 +267,29 @@ def test_cli_installs_a_downloaded_file_under_the_keras_name(fake_weights, tmp_p
         "keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, include_top=False, weights='imagenet')\n"
         "print('ok')\n"
     )
-    keras_run = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, encoding="utf-8",
-                               env=dict(os.environ, KERAS_HOME=str(home)), timeout=600)
+    keras_run = subprocess.run(
+        [sys.executable, "-c", check],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=dict(os.environ, KERAS_HOME=str(home)),
+        timeout=600,
+    )
     assert keras_run.returncode == 0 and keras_run.stdout.strip().endswith("ok"), keras_run.stderr[-2000:]
 
 
 def test_cli_errors_are_french_without_traceback(tmp_path):
     home = tmp_path / "kh"
-    assert_french_failure(run_cli("poids-mobilenet", "--depuis", tmp_path / "absent.h5", keras_home=home),
-                          "introuvable")
+    assert_french_failure(
+        run_cli("poids-mobilenet", "--depuis", tmp_path / "absent.h5", keras_home=home), "introuvable"
+    )
     wrong = tmp_path / "mobilenet.h5"
     wrong.write_text("ceci n'est pas un fichier de poids")
-    assert_french_failure(run_cli("poids-mobilenet", "--depuis", wrong, keras_home=home),
-                          "n'est pas un fichier de poids Keras", transfer.WEIGHTS_FILENAME)
+    assert_french_failure(
+        run_cli("poids-mobilenet", "--depuis", wrong, keras_home=home),
+        "n'est pas un fichier de poids Keras",
+        transfer.WEIGHTS_FILENAME,
+    )
     assert not (home / "models" / transfer.WEIGHTS_FILENAME).exists(), "un mauvais fichier n'entre pas dans le cache"
 
 

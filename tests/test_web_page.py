@@ -116,7 +116,9 @@ class Visit:
 
     def open(self):
         self.page.goto(self.base_url)
-        self.page.wait_for_function("() => !document.getElementById('historique-etat').textContent.startsWith('Chargement')")
+        self.page.wait_for_function(
+            "() => !document.getElementById('historique-etat').textContent.startsWith('Chargement')"
+        )
         return self.page
 
     def history_total(self) -> int:
@@ -153,9 +155,13 @@ def api_error(base_url: str, body: bytes, filename: str) -> tuple[int, str]:
     """Send ``body`` to ``POST /predict`` directly and return the API's (status, detail)."""
     boundary = "----atelier-test"
     payload = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + body + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + body
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     request = urllib.request.Request(
         base_url.rstrip("/") + "/predict",
         data=payload,
@@ -183,8 +189,13 @@ def test_prediction_shows_french_label_and_four_sorted_bars(visit):
     bars = page.locator("#barres li")
     assert bars.count() == 4
     assert sorted(bars.evaluate_all("items => items.map(i => i.dataset.label)")) == sorted(CLASSES)
-    values = [float(re.sub(r"[^\d,]", "", text).replace(",", ".")) for text in page.locator("#barres .valeur").all_inner_texts()]
-    assert values == sorted(values, reverse=True), "les barres doivent être triées de la plus probable à la moins probable"
+    values = [
+        float(re.sub(r"[^\d,]", "", text).replace(",", "."))
+        for text in page.locator("#barres .valeur").all_inner_texts()
+    ]
+    assert values == sorted(values, reverse=True), (
+        "les barres doivent être triées de la plus probable à la moins probable"
+    )
     assert abs(sum(values) - 100) < 0.5, values
     assert all(text.endswith("%") for text in page.locator("#barres .valeur").all_inner_texts())
     assert bars.first.get_attribute("data-label") == label
@@ -213,7 +224,7 @@ def test_server_threshold_shows_je_ne_sais_pas(browser, saved_model, tmp_path_fa
 
 @pytest.mark.parametrize(
     ("name", "body"),
-    [("notes.txt", "Ceci n'est pas une image, juste du texte.".encode()), ("vide.jpg", b"")],
+    [("notes.txt", b"Ceci n'est pas une image, juste du texte."), ("vide.jpg", b"")],
     ids=["texte", "vide"],
 )
 def test_refused_file_shows_the_api_french_error(visit, server, name, body):
@@ -274,7 +285,9 @@ def test_page_makes_no_request_outside_its_origin(visit):
     predict(page, image_file("foret.jpg"))
     page.click("#rafraichir")
     page.wait_for_load_state("networkidle")
-    outside = [url for url in visit.requests if not (url.startswith(visit.base_url) or url.startswith(("data:", "blob:")))]
+    outside = [
+        url for url in visit.requests if not (url.startswith(visit.base_url) or url.startswith(("data:", "blob:")))
+    ]
     assert outside == [], f"requêtes hors de l'origine de la page : {outside}"
     html = (ROOT / "atelier" / "web" / "index.html").read_text(encoding="utf-8")
     for path in ("static/style.css", "static/app.js"):
@@ -289,7 +302,9 @@ def test_keyboard_opens_the_file_chooser_with_visible_focus(visit):
         if page.evaluate("document.activeElement.id") == "zone-depot":
             break
     assert page.evaluate("document.activeElement.id") == "zone-depot", "la zone de dépôt doit être atteignable avec Tab"
-    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle + ' ' + getComputedStyle(document.activeElement).outlineWidth")
+    outline = page.evaluate(
+        "getComputedStyle(document.activeElement).outlineStyle + ' ' + getComputedStyle(document.activeElement).outlineWidth"
+    )
     assert not outline.startswith("none") and float(outline.split()[1].rstrip("px")) >= 2, outline
     assert page.get_attribute("#zone-depot", "role") == "button"
     assert page.locator("label[for='fichier']").count() == 1
@@ -298,7 +313,9 @@ def test_keyboard_opens_the_file_chooser_with_visible_focus(visit):
         page.keyboard.press("Enter")
     chooser.value.set_files(files=[image_file("clavier.jpg")])
     page.wait_for_selector("#prediction:visible")
-    page.wait_for_function("() => document.querySelector('#historique-lignes tr td.fichier')?.textContent === 'clavier.jpg'")
+    page.wait_for_function(
+        "() => document.querySelector('#historique-lignes tr td.fichier')?.textContent === 'clavier.jpg'"
+    )
 
     page.focus("#zone-depot")
     with page.expect_file_chooser():
@@ -401,19 +418,28 @@ def _save(page, name: str, tmp_path: Path) -> Path:
 def test_layout_contrast_and_screenshots_at_desktop_and_phone_width(browser, server, tmp_path):
     files = [
         image_file("desert-sahara.jpg", CLASS_COLOURS["désert"], seed=11),
-        image_file("ocean-pacifique-vue-depuis-un-satellite-en-orbite-basse-tres-long-nom.jpg", CLASS_COLOURS["mer"], seed=12),
+        image_file(
+            "ocean-pacifique-vue-depuis-un-satellite-en-orbite-basse-tres-long-nom.jpg", CLASS_COLOURS["mer"], seed=12
+        ),
         image_file("foret-amazonie.jpg", CLASS_COLOURS["forêt"], seed=13),
     ]
     if os.environ.get("ATELIER_WEB_IMAGES"):
         folder = Path(os.environ["ATELIER_WEB_IMAGES"])
         files = [
-            {"name": path.name, "mimeType": "image/jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "image/png", "buffer": path.read_bytes()}
+            {
+                "name": path.name,
+                "mimeType": "image/jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "image/png",
+                "buffer": path.read_bytes(),
+            }
             for path in sorted(folder.iterdir())
             if path.suffix.lower() in (".jpg", ".jpeg", ".png")
         ]
     for name, options in (
         ("bureau.png", {"viewport": {"width": 1280, "height": 900}}),
-        ("telephone.png", {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}),
+        (
+            "telephone.png",
+            {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True},
+        ),
     ):
         visit = Visit(browser, server.url, **options)
         try:

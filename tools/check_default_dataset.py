@@ -53,6 +53,7 @@ def shift_all(x, rng):
 
 def mean_colour_accuracy(x_train, y_train, x_test, y_test):
     """5-nearest-neighbour classifier on the mean RGB colour: what colour alone can do."""
+
     def features(x):
         x = x.astype(np.float64)
         return x.mean(axis=(1, 2))
@@ -117,8 +118,13 @@ def main():
             keras.layers.Dense(64, activation="relu"),
         ]
     model = keras.Sequential(
-        [keras.Input((64, 64, 3)), keras.layers.Rescaling(1 / 255), *augmentation, *body,
-         keras.layers.Dense(len(CLASSES), activation="softmax")]
+        [
+            keras.Input((64, 64, 3)),
+            keras.layers.Rescaling(1 / 255),
+            *augmentation,
+            *body,
+            keras.layers.Dense(len(CLASSES), activation="softmax"),
+        ]
     )
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.perf_counter()
@@ -131,8 +137,10 @@ def main():
         confusion = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
         for truth, guess in zip(y_test, predicted):
             confusion[truth, guess] += 1
-        print(f"{name:<22} exactitude {accuracy:.3f}   confusion (lignes = vérité {'/'.join(CLASSES)}) "
-              f"{confusion.tolist()}")
+        print(
+            f"{name:<22} exactitude {accuracy:.3f}   confusion (lignes = vérité {'/'.join(CLASSES)}) "
+            f"{confusion.tolist()}"
+        )
 
     shift_rng = np.random.default_rng(123)
     report("test", x_test)

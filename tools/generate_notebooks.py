@@ -322,9 +322,7 @@ def generate(solution_nb, name: str = "notebook") -> nbformat.NotebookNode:
 def _is_check_output_cell(cell) -> bool:
     if any(tag in CHECK_OUTPUT_MARKERS for tag in _tags(cell)):
         return True
-    return any(
-        _is_nbval_comment(line) and "NBVAL_CHECK_OUTPUT" in line for line in _source_text(cell).splitlines()
-    )
+    return any(_is_nbval_comment(line) and "NBVAL_CHECK_OUTPUT" in line for line in _source_text(cell).splitlines())
 
 
 def solution_problems(solution_nb) -> list[str]:
@@ -384,8 +382,7 @@ def solution_paths(solutions_dir: Path = SOLUTIONS_DIR) -> list[Path]:
 def expected_notebooks(solutions_dir: Path = SOLUTIONS_DIR) -> dict[str, str]:
     """Map each learner notebook file name to the exact text the generator would write."""
     return {
-        path.name: render(generate(read_notebook(path), name=_relative(path)))
-        for path in solution_paths(solutions_dir)
+        path.name: render(generate(read_notebook(path), name=_relative(path))) for path in solution_paths(solutions_dir)
     }
 
 
@@ -410,11 +407,15 @@ def check(solutions_dir: Path = SOLUTIONS_DIR, notebooks_dir: Path = NOTEBOOKS_D
         if text is None:
             continue
         if name not in actual:
-            problems.append(f"{_relative(target)} manque (généré depuis {_relative(solutions_dir / name)}) ; "
-                            f"créez-le avec : {FIX_COMMAND}")
+            problems.append(
+                f"{_relative(target)} manque (généré depuis {_relative(solutions_dir / name)}) ; "
+                f"créez-le avec : {FIX_COMMAND}"
+            )
         elif target.read_text(encoding="utf-8") != text:
-            problems.append(f"{_relative(target)} n'est pas à jour par rapport à {_relative(solutions_dir / name)} ; "
-                            f"régénérez-le avec : {FIX_COMMAND}")
+            problems.append(
+                f"{_relative(target)} n'est pas à jour par rapport à {_relative(solutions_dir / name)} ; "
+                f"régénérez-le avec : {FIX_COMMAND}"
+            )
     for name in actual:
         if name not in expected:
             problems.append(
@@ -424,8 +425,14 @@ def check(solutions_dir: Path = SOLUTIONS_DIR, notebooks_dir: Path = NOTEBOOKS_D
     return problems
 
 
-def write_all(solutions_dir: Path = SOLUTIONS_DIR, notebooks_dir: Path = NOTEBOOKS_DIR, *,
-              strip_solutions: bool = False, prune: bool = False, out=sys.stdout) -> int:
+def write_all(
+    solutions_dir: Path = SOLUTIONS_DIR,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+    *,
+    strip_solutions: bool = False,
+    prune: bool = False,
+    out=sys.stdout,
+) -> int:
     solutions_dir, notebooks_dir = Path(solutions_dir), Path(notebooks_dir)
     status = 0
     expected_names = set()
@@ -462,8 +469,10 @@ def write_all(solutions_dir: Path = SOLUTIONS_DIR, notebooks_dir: Path = NOTEBOO
                 orphan.unlink()
                 print(f"supprimé (pas de solution) : {_relative(orphan)}", file=out)
             else:
-                print(f"ATTENTION : {_relative(orphan)} n'a pas de solution ; supprimez-le avec : {PRUNE_COMMAND}",
-                      file=sys.stderr)
+                print(
+                    f"ATTENTION : {_relative(orphan)} n'a pas de solution ; supprimez-le avec : {PRUNE_COMMAND}",
+                    file=sys.stderr,
+                )
     return status
 
 
@@ -471,12 +480,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Génère notebooks/ (énoncés à trous) à partir de solutions/ (seuls fichiers à modifier)."
     )
-    parser.add_argument("--check", action="store_true",
-                        help="ne rien écrire ; échouer si notebooks/ ou solutions/ ne sont pas à jour (CI)")
-    parser.add_argument("--strip-solutions", action="store_true",
-                        help="effacer aussi les sorties enregistrées dans solutions/ (sauf cellules NBVAL_CHECK_OUTPUT)")
-    parser.add_argument("--prune", action="store_true",
-                        help="supprimer les notebooks de notebooks/ qui n'ont pas de solution")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="ne rien écrire ; échouer si notebooks/ ou solutions/ ne sont pas à jour (CI)",
+    )
+    parser.add_argument(
+        "--strip-solutions",
+        action="store_true",
+        help="effacer aussi les sorties enregistrées dans solutions/ (sauf cellules NBVAL_CHECK_OUTPUT)",
+    )
+    parser.add_argument(
+        "--prune", action="store_true", help="supprimer les notebooks de notebooks/ qui n'ont pas de solution"
+    )
     parser.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS_DIR, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
