@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from atelier.formatting import percent
+
 #: One colour per workshop class (the same everywhere), then a fallback cycle for other classes.
 CLASS_COLOURS: dict[str, str] = {
     "forêt": "#2e7d32",
@@ -37,7 +39,7 @@ def class_colour(name: str, index: int = 0) -> str:
 
 def _percent(value: float, decimals: int = 0) -> str:
     """``0.873`` → ``« 87 % »``, ou ``« 87,3 % »`` avec une décimale (virgule et espace fine insécable)."""
-    return f"{100 * value:.{decimals}f}".replace(".", ",") + "\u202f%"
+    return percent(value, decimals)
 
 
 def as_uint8(image) -> np.ndarray:
