@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from atelier.formatting import decimal, percent
+
 #: One colour per workshop class (the same everywhere), then a fallback cycle for other classes.
 CLASS_COLOURS: dict[str, str] = {
     "forêt": "#2e7d32",
@@ -38,7 +40,7 @@ def class_colour(name: str, index: int = 0) -> str:
 
 def _percent(value: float, decimals: int = 0) -> str:
     """``0.873`` → ``« 87 % »``, ou ``« 87,3 % »`` avec une décimale (virgule et espace fine insécable)."""
-    return f"{100 * value:.{decimals}f}".replace(".", ",") + "\u202f%"
+    return percent(value, decimals)
 
 
 def as_uint8(image) -> np.ndarray:
@@ -326,13 +328,13 @@ def plot_misclassified(
     return figure
 
 
-def _annotate_grid(ax, values: np.ndarray, fmt: str, cmap: str = "gray", vmin=None, vmax=None) -> None:
+def _annotate_grid(ax, values: np.ndarray, decimals: int, cmap: str = "gray", vmin=None, vmax=None) -> None:
     """Un petit tableau de nombres affiché comme une image, chaque case avec sa valeur."""
     ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     middle = (np.nanmax(values) + np.nanmin(values)) / 2 if vmin is None else (vmin + vmax) / 2
     for (row, column), value in np.ndenumerate(values):
         colour = "black" if value > middle else "white"
-        ax.text(column, row, format(value, fmt).replace(".", ","), ha="center", va="center", fontsize=9, color=colour)
+        ax.text(column, row, decimal(value, decimals), ha="center", va="center", fontsize=9, color=colour)
     _hide_ticks(ax)
 
 
@@ -364,13 +366,13 @@ def plot_convolution_steps(
         )
         line[0].set_title(f"Position (ligne {row}, colonne {column})", fontsize=10)
         _hide_ticks(line[0])
-        _annotate_grid(line[1], window, ".2f", vmin=0, vmax=1)
+        _annotate_grid(line[1], window, 2, vmin=0, vmax=1)
         line[1].set_title("Pixels de la fenêtre", fontsize=10)
-        _annotate_grid(line[2], kernel, ".0f", cmap="coolwarm", vmin=-limit, vmax=limit)
+        _annotate_grid(line[2], kernel, 0, cmap="coolwarm", vmin=-limit, vmax=limit)
         line[2].set_title("× poids du filtre", fontsize=10)
         bound = float(np.abs(products).max()) or 1.0
-        _annotate_grid(line[3], products, ".2f", cmap="coolwarm", vmin=-bound, vmax=bound)
-        line[3].set_title(f"= produits ; somme {products.sum():.2f}".replace(".", ","), fontsize=10)
+        _annotate_grid(line[3], products, 2, cmap="coolwarm", vmin=-bound, vmax=bound)
+        line[3].set_title(f"= produits ; somme {decimal(products.sum(), 2)}", fontsize=10)
     if feature_map is not None:
         last = axes[-1]
         last[0].imshow(gray, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
