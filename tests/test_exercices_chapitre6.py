@@ -13,10 +13,19 @@ from atelier import explain
 from atelier.exercices import OK, WRONG
 from atelier.exercices import chapitre6 as ex
 from atelier.exercices.solution_source import solution_text
+from atelier.formatting import decimal, percent
 
 
 def _solution(item, **context):
-    namespace = {"np": np, "io": io, "Image": Image, "explain": explain, **context}
+    namespace = {
+        "np": np,
+        "io": io,
+        "Image": Image,
+        "explain": explain,
+        "decimal": decimal,
+        "percent": percent,
+        **context,
+    }
     for cell_id in item.cells:
         exec(solution_text(item.notebook, cell_id), namespace)
     return namespace
@@ -182,7 +191,7 @@ def test_ex3_wrong_answers(threshold_context, threshold, fragment):
 RIGHT = {"a": False, "b": True, "c": False, "d": True, "e": True, "f": False}
 
 EX4_WRONG = [
-    ({**RIGHT, "a": True}, "a est fausse : la précision ne vaut que pour le domaine"),
+    ({**RIGHT, "a": True}, "a est fausse : l'exactitude ne vaut que pour le domaine"),
     ({**RIGHT, "c": True}, "c est fausse : la section 6 montre"),
     ({**RIGHT, "f": True}, "f est fausse : le RGPD s'applique"),
     ({**RIGHT, "b": False, "d": False}, "b est vraie"),
