@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .formatting import decimal, percent
+from .server import free_port
 
 #: Concurrency used for the headline figures (``predict_rps``, ``p50_ms``, ``p99_ms``…).
 HEADLINE_CONNECTIONS = 8
@@ -147,12 +147,6 @@ def multipart_body(image: bytes, field: str = "file", filename: str = "tuile.jpg
 
 
 # --- servers in subprocesses ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServerProcess:
