@@ -215,9 +215,10 @@ class WrkGenerator:
     name = "wrk"
 
     def __init__(self, workdir: Path, body: bytes, content_type: str) -> None:
-        self.executable = shutil.which("wrk")
-        if self.executable is None:
+        executable = shutil.which("wrk")
+        if executable is None:
             raise BenchError("wrk n'est pas installé (paquet « wrk » de Debian/Ubuntu ou de Homebrew).")
+        self.executable: str = executable
         self.script = workdir / "atelier_bench.lua"
         self.script.write_text(WRK_SCRIPT, encoding="utf-8")
         self.body_path = workdir / "body.bin"
@@ -307,10 +308,11 @@ async def _python_load(host: str, port: int, request: bytes, connections: int, d
 
     async def worker() -> None:
         nonlocal errors
-        reader = writer = None
+        reader: asyncio.StreamReader | None = None
+        writer: asyncio.StreamWriter | None = None
         while time.perf_counter() < deadline:
             try:
-                if writer is None:
+                if reader is None or writer is None:
                     reader, writer = await asyncio.open_connection(host, port)
                 started = time.perf_counter()
                 writer.write(request)
