@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Wrong, attempt, exercise, expect, raised_in
+from .base import Wrong, attempt, describe_exception, exercise, expect, raised_in
 
 NOTEBOOK = "02_cnn.ipynb"
 
@@ -104,7 +104,7 @@ def ex2(my_layers, classes):
     try:
         model = keras.Sequential(layers)
     except Exception as error:  # Keras refuses the list: explain in French
-        raise Wrong(f"Keras ne peut pas empiler ces couches : {type(error).__name__} ({error}).") from None
+        raise Wrong(f"Keras ne peut pas empiler ces couches : {describe_exception(error)}") from None
     reference = build_cnn(classes, seed=0)
     mine, expected = _types(model.layers), _types(reference.layers)
     expect("Rescaling" in mine, "il manque Rescaling(1.0 / 255) : le réseau recevrait des pixels de 0 à 255.")
