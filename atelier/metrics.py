@@ -14,8 +14,8 @@ Métriques (toutes préfixées ``atelier_``) :
 Plusieurs processus (``serve --workers N``) : ``serve`` donne à tous ses processus un même dossier
 ``PROMETHEUS_MULTIPROC_DIR`` (mode multiprocessus de ``prometheus-client``) ; quel que soit le processus
 qui répond à ``/metrics``, compteurs et histogrammes sont **la somme de tous les processus**, la
-profondeur de file aussi (processus vivants), et ``atelier_model_version`` est donnée **par processus**
-(étiquette ``pid``) : on voit ainsi si tous les processus servent la même version. Deux répliques
+profondeur de file aussi (processus vivants), et ``atelier_model_version`` est donnée **par processus
+vivant** (étiquette ``pid``) : on voit ainsi si tous les processus servent la même version. Deux répliques
 (deux ``serve``) ont chacune leurs métriques : Prometheus interroge chacune.
 """
 
@@ -61,10 +61,29 @@ def render() -> tuple[bytes, str]:
     if os.environ.get(MULTIPROC_ENV):
         from prometheus_client import multiprocess
 
+        _forget_dead_processes(os.environ[MULTIPROC_ENV])
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def _forget_dead_processes(directory: str) -> None:
+    """Retire les jauges des processus disparus sans avoir pu s'arrêter proprement (tués, redémarrés)."""
+    from prometheus_client import multiprocess
+
+    pids = set()
+    for name in os.listdir(directory):
+        stem, _, pid = name.removesuffix(".db").rpartition("_")
+        if stem.startswith("gauge_live") and pid.isdigit():
+            pids.add(int(pid))
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)
+        except PermissionError:  # alive, under another user
+            pass
 
 
 def mark_process_dead() -> None:

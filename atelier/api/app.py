@@ -83,10 +83,13 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
     )
     app.state.atelier = state
     install_error_handlers(app)
-    for router in (web.router, model.router, repository.router, predict.router, history.router):
+    routers = (web.router, model.router, repository.router, predict.router, history.router)
+    for router in routers:
         app.include_router(router)
     web.mount_static(app)
-    _add_middlewares(app, settings, state)
+    paths = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    paths.update(route.path for router in routers for route in router.routes)
+    _add_middlewares(app, settings, state, paths)
     openapi.install_openapi(app, protected=bool(settings.api_key))
     return app
 
@@ -129,7 +132,7 @@ def create_app_from_env() -> FastAPI:
     return create_app(ApiSettings.from_env())
 
 
-def _add_middlewares(app: FastAPI, settings: ApiSettings, state: ApiState) -> None:
+def _add_middlewares(app: FastAPI, settings: ApiSettings, state: ApiState, paths: set[str]) -> None:
     app.add_middleware(ModelVersionHeaderMiddleware, current_version=lambda: state.served_version)
     app.add_middleware(
         BodySizeLimitMiddleware,
@@ -148,5 +151,4 @@ def _add_middlewares(app: FastAPI, settings: ApiSettings, state: ApiState) -> No
             max_age=600,
         )
     # Outermost: every answer is counted, including the 401, 413 and CORS ones of the middlewares above.
-    paths = [route.path for route in app.routes if getattr(route, "path", "") and not route.path.startswith("/static")]
     app.add_middleware(metrics.MetricsMiddleware, routes=paths, prefixes=["/static", openapi.DOCS_STATIC_URL])

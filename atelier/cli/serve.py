@@ -16,6 +16,8 @@ from .repository import add_min_accuracy_argument, add_model_dir_argument, min_a
 
 #: Import string of the application factory: each of the ``--workers`` processes builds its own app.
 FACTORY = "atelier.api:create_app_from_env"
+#: Seconds a worker may take to answer uvicorn's health check (it loads TensorFlow and the model first).
+WORKER_STARTUP_TIMEOUT_S = 120
 
 
 def _serve_args(parser: argparse.ArgumentParser) -> None:
@@ -180,6 +182,9 @@ def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
                 host=args.host,
                 port=args.port,
                 workers=args.workers,
+                # Each worker imports TensorFlow and loads its model before answering uvicorn's health
+                # checks: 5 s (uvicorn's default) is too short on a busy laptop, the worker would be killed.
+                timeout_worker_healthcheck=WORKER_STARTUP_TIMEOUT_S,
                 log_level="info",
                 access_log=args.access_log,
                 timeout_graceful_shutdown=10,
