@@ -74,6 +74,16 @@ async def models(state: AppState) -> JSONResponse:
     return JSONResponse(status)
 
 
+def _unwritable(state: ApiState, exc: OSError) -> JSONResponse:
+    """The repository folder is read-only for this server (a volume mounted without write access)."""
+    return error_response(
+        500,
+        f"Impossible d'écrire l'épinglage dans {state.follower.repository.root} ({exc.strerror or exc}) : "
+        "donnez au serveur le droit d'écrire dans le dépôt, ou écrivez le numéro de version dans le fichier "
+        "pin du dépôt.",
+    )
+
+
 async def pin_version(state: ApiState, version: Any) -> JSONResponse:
     """``PUT /model {"version": N}`` : vérifier la version, l'épingler, la servir tout de suite ici."""
     if state.follower is None:
@@ -88,6 +98,8 @@ async def pin_version(state: ApiState, version: Any) -> JSONResponse:
     except RepositoryError as exc:
         status = 404 if isinstance(exc, UnknownVersionError) else 409
         return error_response(status, f"{exc} La version en service ne change pas.")
+    except OSError as exc:
+        return _unwritable(state, exc)
     return JSONResponse(
         {
             "status": "épinglée",
@@ -109,7 +121,10 @@ async def unpin(state: AppState) -> JSONResponse:
     if state.follower is None:
         return error_response(409, NO_REPOSITORY)
     previous = state.served_version
-    removed = await run_in_threadpool(state.follower.unpin)
+    try:
+        removed = await run_in_threadpool(state.follower.unpin)
+    except OSError as exc:
+        return _unwritable(state, exc)
     return JSONResponse(
         {
             "status": "désépinglée" if removed else "aucun épinglage",
