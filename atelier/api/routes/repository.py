@@ -8,6 +8,7 @@ reçoit la requête, tout de suite).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import APIRouter
@@ -35,7 +36,7 @@ def _single_file_status(state: ApiState) -> dict[str, Any]:
     return {
         "model_dir": None,
         "served_version": state.served_version,
-        "pid": None,
+        "pid": os.getpid(),
         "pin": None,
         "policy": "un seul fichier",
         "poll_seconds": None,
