@@ -182,7 +182,7 @@ def test_ex3_wrong_answers(threshold_context, threshold, fragment):
 RIGHT = {"a": False, "b": True, "c": False, "d": True, "e": True, "f": False}
 
 EX4_WRONG = [
-    ({**RIGHT, "a": True}, "a est fausse : la précision ne vaut que pour le domaine"),
+    ({**RIGHT, "a": True}, "a est fausse : l'exactitude ne vaut que pour le domaine"),
     ({**RIGHT, "c": True}, "c est fausse : la section 6 montre"),
     ({**RIGHT, "f": True}, "f est fausse : le RGPD s'applique"),
     ({**RIGHT, "b": False, "d": False}, "b est vraie"),

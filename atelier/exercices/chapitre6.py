@@ -218,7 +218,7 @@ def ex3(my_threshold, val_probabilities, splits):
 
 VERDICTS = {"a": False, "b": True, "c": False, "d": True, "e": True, "f": False}
 WHY_VERDICT = {
-    "a": "a est fausse : la précision ne vaut que pour le domaine de l'entraînement (mosaïque à 7 km par pixel) ; "
+    "a": "a est fausse : l'exactitude ne vaut que pour le domaine de l'entraînement (mosaïque à 7 km par pixel) ; "
     "sur des photos à 20 cm, elle est inconnue (section 4).",
     "b": "b est vraie : reliée au cadastre, la parcelle désigne son propriétaire, une personne identifiable "
     "indirectement (RGPD, art. 4).",
