@@ -19,7 +19,7 @@ from atelier.model_repository import ModelRepository, default_sample_dir
 from .test_serve_cli import free_port, stop
 from .tiny_models import make_models
 
-POLL = 2.0  # seconds between two reads of the repository by each worker
+POLL = 3.0  # seconds between two reads of the repository by each worker ("a few seconds"; the default is 2)
 IMAGE = (default_sample_dir() / "desert_1.jpg").read_bytes()
 
 
