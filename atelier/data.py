@@ -52,7 +52,7 @@ class ImageDataset:
     def counts(self) -> dict[str, int]:
         """Nombre d'images par classe."""
         found = np.bincount(self.labels, minlength=len(self.classes))
-        return {name: int(n) for name, n in zip(self.classes, found)}
+        return {name: int(n) for name, n in zip(self.classes, found, strict=True)}
 
     def subset(self, indices) -> ImageDataset:
         """Le sous-ensemble des images aux positions ``indices`` (mêmes classes)."""
@@ -178,7 +178,7 @@ def load_dataset(
     skipped: list[tuple[Path, str]] = []
     first_label_of: dict[str, str] = {}
     ambiguous: set[str] = set()
-    for (label, file_path), (digest, _, error) in zip(jobs, results):
+    for (label, file_path), (digest, _, error) in zip(jobs, results, strict=True):
         if error:
             skipped.append((file_path, error))
         elif digest in first_label_of and first_label_of[digest] != label:
@@ -187,13 +187,14 @@ def load_dataset(
             first_label_of.setdefault(digest, label)
 
     images, labels, paths, duplicates, seen = [], [], [], [], set()
-    for (label, file_path), (digest, array, error) in zip(jobs, results):
+    for (label, file_path), (digest, array, error) in zip(jobs, results, strict=True):
         if error:
             continue
         if digest in ambiguous or digest in seen:
             duplicates.append(file_path)
             continue
         seen.add(digest)
+        assert array is not None  # decoded without error
         images.append(array)
         labels.append(class_names.index(label))
         paths.append(file_path)
@@ -255,8 +256,8 @@ def split_dataset(
         keys = [hashlib.sha256(dataset.images[i].tobytes()).hexdigest() for i in members]
         members = members[np.argsort(keys, kind="stable")]
         members = members[rng.permutation(len(members))]
-        n_test = int(round(len(members) * test))
-        n_val = int(round(len(members) * validation))
+        n_test = round(len(members) * test)
+        n_val = round(len(members) * validation)
         if len(members) >= 3:
             n_test, n_val = max(n_test, 1 if test else 0), max(n_val, 1 if validation else 0)
         parts["test"].extend(members[:n_test])
