@@ -75,9 +75,9 @@ def _forget_dead_processes(directory: str) -> None:
 
     pids = set()
     for name in os.listdir(directory):
-        stem, _, pid = name.removesuffix(".db").rpartition("_")
-        if stem.startswith("gauge_live") and pid.isdigit():
-            pids.add(int(pid))
+        stem, _, suffix = name.removesuffix(".db").rpartition("_")
+        if stem.startswith("gauge_live") and suffix.isdigit():
+            pids.add(int(suffix))
     for pid in pids:
         try:
             os.kill(pid, 0)

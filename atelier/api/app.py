@@ -48,6 +48,7 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
     if settings.model_dir is not None:
         state.follower = _follow_repository(state)
     else:
+        assert settings.model_path is not None  # ApiSettings requires a model file or a repository
         state.predictor = _observed(
             Predictor.from_path(
                 settings.model_path,
@@ -88,7 +89,7 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
         app.include_router(router)
     web.mount_static(app)
     paths = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
-    paths.update(route.path for router in routers for route in router.routes)
+    paths.update(getattr(route, "path", "") for router in routers for route in router.routes)
     _add_middlewares(app, settings, state, paths)
     openapi.install_openapi(app, protected=bool(settings.api_key))
     return app
@@ -103,6 +104,7 @@ def _observed(predictor: Predictor) -> Predictor:
 def _follow_repository(state: ApiState) -> ModelFollower:
     """Le suivi du dépôt de modèles ; le prédicteur est créé (et rangé dans *state*) au premier modèle valide."""
     settings = state.settings
+    assert settings.model_dir is not None
 
     def make_predictor(serving: ServingModel) -> Predictor:
         state.predictor = _observed(

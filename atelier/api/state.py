@@ -22,6 +22,7 @@ from .. import metrics
 from ..history import History
 from ..inference import Predictor, PredictorUnavailableError
 from ..model_follower import ModelFollower
+from ..model_io import ModelFileError
 from ..preprocessing import load_image
 from .settings import ApiSettings
 
@@ -111,8 +112,13 @@ class ApiState:
             ),
         }
 
-    def replace_model(self, path: Path) -> dict[str, Any]:
-        """Charge, vérifie et chauffe le modèle de *path*, puis le met en service (JSON de ``PUT /model``)."""
+    def replace_model(self, path: Path | None) -> dict[str, Any]:
+        """Charge, vérifie et chauffe le modèle de *path*, puis le met en service (JSON de ``PUT /model``).
+
+        ``None`` : le fichier configuré au démarrage, qui n'existe pas pour un serveur sur un dépôt.
+        """
+        if path is None:
+            raise ModelFileError("Aucun fichier de modèle configuré à recharger : ce serveur suit un dépôt de modèles.")
         old, serving = self.serving_predictor().replace(path)
         metrics.SWAPS.inc()
         metrics.set_model_version(serving.version)

@@ -116,7 +116,7 @@ def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
     # (which re-create it in each worker) are configured identically.
     if model_dir is not None:
         os.environ["ATELIER_MODEL_DIR"] = str(model_dir.resolve())
-    else:
+    elif model is not None:
         os.environ.pop("ATELIER_MODEL_DIR", None)
         os.environ["ATELIER_MODEL"] = str(model.resolve())
     options = {

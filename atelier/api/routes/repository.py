@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ... import metrics
+from ...model_follower import ModelFollower
 from ...model_repository import RepositoryError, UnknownVersionError
 from ..errors import documented, error_response
 from ..schemas import ModelsOut, ReadyOut
@@ -75,11 +76,11 @@ async def models(state: AppState) -> JSONResponse:
     return JSONResponse(status)
 
 
-def _unwritable(state: ApiState, exc: OSError) -> JSONResponse:
+def _unwritable(follower: ModelFollower, exc: OSError) -> JSONResponse:
     """The repository folder is read-only for this server (a volume mounted without write access)."""
     return error_response(
         500,
-        f"Impossible d'écrire l'épinglage dans {state.follower.repository.root} ({exc.strerror or exc}) : "
+        f"Impossible d'écrire l'épinglage dans {follower.repository.root} ({exc.strerror or exc}) : "
         "donnez au serveur le droit d'écrire dans le dépôt, ou écrivez le numéro de version dans le fichier "
         "pin du dépôt.",
     )
@@ -100,7 +101,7 @@ async def pin_version(state: ApiState, version: Any) -> JSONResponse:
         status = 404 if isinstance(exc, UnknownVersionError) else 409
         return error_response(status, f"{exc} La version en service ne change pas.")
     except OSError as exc:
-        return _unwritable(state, exc)
+        return _unwritable(state.follower, exc)
     return JSONResponse(
         {
             "status": "épinglée",
@@ -125,7 +126,7 @@ async def unpin(state: AppState) -> JSONResponse:
     try:
         removed = await run_in_threadpool(state.follower.unpin)
     except OSError as exc:
-        return _unwritable(state, exc)
+        return _unwritable(state.follower, exc)
     return JSONResponse(
         {
             "status": "désépinglée" if removed else "aucun épinglage",
