@@ -28,7 +28,9 @@ def augmentation_layers(seed: int = 0) -> keras.Sequential:
     return keras.Sequential(
         [
             layers.RandomFlip("horizontal_and_vertical", seed=seed),
-            layers.RandomRotation(0.5, fill_mode="reflect", seed=seed + 1),
+            # "nearest": a bilinear rotation would blur the 1–2-pixel texture that tells a dark forest from
+            # dark water on real 10 m tiles; nearest-neighbour sampling keeps the pixel values.
+            layers.RandomRotation(0.5, fill_mode="reflect", interpolation="nearest", seed=seed + 1),
             layers.RandomBrightness(0.1, value_range=(0, 255), seed=seed + 2),
             layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 3),
             layers.RandomHue(0.02, value_range=(0, 255), seed=seed + 4),
