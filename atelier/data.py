@@ -202,6 +202,7 @@ def load_dataset(
             duplicates.append(file_path)
             continue
         seen.add(digest)
+        assert array is not None  # decoded without error
         images.append(array)
         labels.append(class_names.index(label))
         paths.append(file_path)

@@ -76,7 +76,7 @@ def test_kaggle_names_and_modes_load(kaggle_like):
     assert dataset.counts() == {name: 17 for name in CLASSES}
     assert dataset.images.shape == (68, 64, 64, 3) and dataset.images.dtype == np.uint8
     # The CMYK file of each class keeps its class colour instead of turning black.
-    for path, image, label in zip(dataset.paths, dataset.images, dataset.labels):
+    for path, image in zip(dataset.paths, dataset.images, strict=True):
         if path.name == "cmyk.jpg":
             expected = KAGGLE[path.parent.name]
             assert np.abs(image.reshape(-1, 3).mean(0) - expected).max() < 25, path
@@ -185,7 +185,7 @@ def test_classes_imposed_by_a_model(kaggle_like, tmp_path):
     assert dataset.counts()["mer"] == 17
     (kaggle_like / "urbain").mkdir()
     write(kaggle_like / "urbain" / "a.png", encode(textured_rgb(), "PNG"))
-    with pytest.raises(DatasetError, match="inconnues du modèle.*urbain"):
+    with pytest.raises(DatasetError, match=r"inconnues du modèle.*urbain"):
         load_dataset(kaggle_like, classes=list(CLASSES))
 
 

@@ -92,6 +92,14 @@ def test_an_unexpected_error_inside_the_check_is_a_wrong_answer_not_a_traceback(
     assert result.status == WRONG and "AttributeError (attribut inexistant)" in result.message
 
 
+def test_a_multi_line_error_still_gives_one_line():
+    def double(x):
+        raise ValueError("première ligne\n\n  deuxième ligne")
+
+    line = _toy().evaluate({"double": double}).line
+    assert "\n" not in line and "première ligne deuxième ligne" in line
+
+
 def test_check_can_raise_wrong_and_not_done_and_return_a_message():
     @exercise(notebook="x.ipynb", cells="c", hints=("h",), success="ok")
     def ex2(value):

@@ -149,6 +149,12 @@ CATALOGUE = [
     (ex.ex2, _architecture(momentum=0.99), WRONG, "momentum=0.9"),
     (ex.ex2, _swapped_relu(), WRONG, "couche n° 4 : ReLU au lieu de BatchNormalization"),
     (ex.ex2, {"my_layers": "Conv2D", "classes": list(CLASSES)}, WRONG, "une liste de couches"),
+    (
+        ex.ex2,
+        {"my_layers": [keras.Input((64, 64, 3)), "Conv2D"], "classes": list(CLASSES)},
+        WRONG,
+        "ne peut pas empiler",
+    ),
     (ex.ex3, _step(), OK, "un pas de descente de gradient exact"),
     (ex.ex3, _step(apply=False), WRONG, "les poids n'ont pas bougé"),
     (ex.ex3, _step(sign=-1.0), WRONG, "vous montez la pente"),

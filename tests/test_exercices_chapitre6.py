@@ -13,10 +13,19 @@ from atelier import explain
 from atelier.exercices import OK, WRONG
 from atelier.exercices import chapitre6 as ex
 from atelier.exercices.solution_source import solution_text
+from atelier.formatting import decimal, percent
 
 
 def _solution(item, **context):
-    namespace = {"np": np, "io": io, "Image": Image, "explain": explain, **context}
+    namespace = {
+        "np": np,
+        "io": io,
+        "Image": Image,
+        "explain": explain,
+        "decimal": decimal,
+        "percent": percent,
+        **context,
+    }
     for cell_id in item.cells:
         exec(solution_text(item.notebook, cell_id), namespace)
     return namespace

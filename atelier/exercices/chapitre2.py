@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Wrong, attempt, exercise, expect, raised_in
+from .base import Wrong, attempt, describe_exception, exercise, expect, raised_in
 
 NOTEBOOK = "02_cnn.ipynb"
 
@@ -104,7 +104,7 @@ def ex2(my_layers, classes):
     try:
         model = keras.Sequential(layers)
     except Exception as error:  # Keras refuses the list: explain in French
-        raise Wrong(f"Keras ne peut pas empiler ces couches : {type(error).__name__} ({error}).") from None
+        raise Wrong(f"Keras ne peut pas empiler ces couches : {describe_exception(error)}") from None
     reference = build_cnn(classes, seed=0)
     mine, expected = _types(model.layers), _types(reference.layers)
     expect("Rescaling" in mine, "il manque Rescaling(1.0 / 255) : le réseau recevrait des pixels de 0 à 255.")
@@ -150,10 +150,11 @@ def ex2(my_layers, classes):
         last.units == len(classes) and last.get_config()["activation"] == "softmax",
         f'la dernière couche doit donner une probabilité par classe : Dense({len(classes)}, activation="softmax").',
     )
-    for position, (got, want) in enumerate(zip(_describe(model), _describe(reference), strict=True), start=1):
+    for position, (layer, wanted) in enumerate(zip(_describe(model), _describe(reference), strict=True), start=1):
         expect(
-            got == want,
-            f"couche n° {position} ({got[0]}) : forme {got[1]}, {got[2]} paramètres ; attendu {want[1]}, {want[2]}.",
+            layer == wanted,
+            f"couche n° {position} ({layer[0]}) : forme {layer[1]}, {layer[2]} paramètres ; "
+            f"attendu {wanted[1]}, {wanted[2]}.",
         )
 
 
