@@ -22,7 +22,12 @@ from atelier.default_dataset.images import real_tile_number
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Index in the default dataset of each example (class → three image numbers).
-EXAMPLES: dict[str, tuple[int, int, int]] = {"forêt": (0, 1, 3), "mer": (0, 1, 3), "désert": (0, 1, 2), "nuageux": (0, 1, 2)}
+EXAMPLES: dict[str, tuple[int, int, int]] = {
+    "forêt": (0, 1, 3),
+    "mer": (0, 1, 3),
+    "désert": (0, 1, 2),
+    "nuageux": (0, 1, 2),
+}
 
 
 def make_examples(out: Path) -> list[Path]:

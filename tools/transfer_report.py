@@ -29,13 +29,9 @@ import numpy as np
 
 from atelier.data import DatasetError, ImageDataset, load_dataset, split_dataset
 from atelier.evaluation import confusion_matrix, evaluate_dataset, predict_probabilities
+from atelier.formatting import percent
 from atelier.french_argparse import EXIT_USAGE, FrenchArgumentParser
 from atelier.model_io import ModelFileError, load_model
-
-
-def percent(value: float) -> str:
-    """``0.8875`` → ``« 88,8 % »``."""
-    return f"{100 * value:.1f}".replace(".", ",") + " %"
 
 
 def format_report(title: str, report: dict[str, Any]) -> str:
