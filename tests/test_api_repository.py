@@ -6,12 +6,12 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from atelier.api import create_app
 from atelier.model_repository import ModelRepository, default_sample_dir
 
+from .test_metrics import samples
 from .tiny_models import make_models
 
 IMAGE = (default_sample_dir() / "mer_1.jpg").read_bytes()
@@ -88,26 +88,18 @@ def test_pin_unpin_and_refusals(tmp_path, models):
         assert repo.pinned() is None and client.delete("/model/pin").json()["status"] == "aucun épinglage"
 
 
-def metric_samples(text: str) -> dict:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
 def test_metrics_scrape_parses_and_counts(tmp_path, models):
     repo = ModelRepository(tmp_path / "depot")
     repo.publish(models["a"])
     with TestClient(create_app(model_dir=repo.root, db_path=":memory:", poll_seconds=60)) as client:
-        before = metric_samples(client.get("/metrics").text)
+        before = samples(client.get("/metrics").text)
         for _ in range(3):
             assert predict(client).status_code == 200
         client.get("/adresse-inventee")
         repo.publish(models["b"])
         assert poll(client)
         text = client.get("/metrics").text
-    after = metric_samples(text)
+    after = samples(text)
 
     def delta(name, **labels):
         key = (name, tuple(sorted(labels.items())))

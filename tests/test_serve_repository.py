@@ -4,20 +4,18 @@ workers; two ``serve`` processes sharing one repository (compose replicas withou
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
-from atelier.model_io import file_sha256, metadata_path
 from atelier.model_repository import ModelRepository, default_sample_dir
 
+from .test_metrics import samples
 from .test_serve_cli import free_port, stop
-from .tiny_models import make_models
+from .tiny_models import make_models, replace_model_file
 
 POLL = 3.0  # seconds between two reads of the repository by each worker ("a few seconds"; the default is 2)
 IMAGE = (default_sample_dir() / "desert_1.jpg").read_bytes()
@@ -125,22 +123,8 @@ class Load:
         raise AssertionError(f"les réponses ne nomment pas toutes la version {version} après {timeout} s")
 
 
-def break_golden(repo: ModelRepository, version: int, other) -> None:
-    """Another network in a published version (metadata kept, sha fixed): its golden labels are wrong."""
-    target = repo.model_file(version)
-    target.write_bytes(other.read_bytes())
-    meta = json.loads(metadata_path(target).read_text(encoding="utf-8"))
-    meta["sha256"] = file_sha256(target)
-    metadata_path(target).write_text(json.dumps(meta), encoding="utf-8")
-
-
 def scrape(url: str) -> dict:
-    text = requests.get(url + "/metrics", timeout=10).text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return samples(requests.get(url + "/metrics", timeout=10).text)
 
 
 def test_two_workers_follow_the_repository_under_load(tmp_path, models):
@@ -173,7 +157,7 @@ def test_two_workers_follow_the_repository_under_load(tmp_path, models):
             start = time.monotonic()
             repo.publish(models["low"])  # 3: accuracy under the floor
             broken = repo.publish(models["a"])  # 4: then another network: golden labels no longer reproduced
-            break_golden(repo, broken, models["b"])
+            replace_model_file(repo, broken, models["b"])
             time.sleep(3 * POLL)
             assert set(load.since(start)) == {"2"}, "a broken version must never be served"
         listing = requests.get(url + "/models", timeout=10).json()
