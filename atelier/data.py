@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import canonical_label, order_labels
+from .labels import CLASSES, accepted_names, canonical_label, is_workshop_class, order_labels
 from .preprocessing import IMAGE_SIZE, ImageError, load_image
 
 #: Environment variable naming a folder-per-class dataset to use instead of the default one.
@@ -151,8 +151,9 @@ def load_dataset(
       différentes est retirée partout, son étiquette étant ambiguë ;
     - ``classes`` impose la liste (et l'ordre) des classes, par exemple celles d'un modèle.
 
-    Lève :class:`DatasetError` (message en français) si le dossier manque, si une classe est vide ou
-    s'il y a moins de deux classes.
+    Lève :class:`DatasetError` (message en français) si le dossier manque, si un dossier n'est pas une
+    classe connue (de l'atelier, ou du modèle si ``classes`` est donné ; le message liste les noms
+    acceptés), si une classe est vide ou s'il y a moins de deux classes.
     """
     root = resolve_data_dir(path)
     found = scan_folders(root)
@@ -162,9 +163,16 @@ def load_dataset(
             raise DatasetError(
                 f"Classes inconnues du modèle dans {root} : {', '.join(unknown)}. "
                 f"Le modèle connaît : {', '.join(classes)}."
+                + (f" Noms de dossiers acceptés : {accepted_names()}." if set(classes) <= set(CLASSES) else "")
             )
         class_names = list(classes)
     else:
+        unknown = [label for label in found if not is_workshop_class(label)]
+        if unknown:
+            raise DatasetError(
+                f"Dossier(s) de classe inconnu(s) dans {root} : {', '.join(unknown)}. L'atelier reconnaît quatre "
+                f"classes ; noms de dossiers acceptés : {accepted_names()}. Retirez ou renommez les autres dossiers."
+            )
         class_names = list(found)
         if len(class_names) < 2:
             raise DatasetError(
@@ -272,16 +280,21 @@ def to_tf_dataset(
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int = 0,
+    repeat: bool = False,
 ):
-    """Un pipeline ``tf.data`` : (mélange) → lots → cache → préchargement.
+    """Un pipeline ``tf.data`` : (mélange) → (répétition) → lots → cache → préchargement.
 
-    Les images restent en 0–255 (``float32``) : la normalisation est une couche du modèle.
+    Les images restent en 0–255 (``float32``) : la normalisation est une couche du modèle. Avec
+    ``repeat=True``, le pipeline ne s'arrête jamais (chaque passage est mélangé à nouveau) : c'est alors
+    ``steps_per_epoch`` de ``model.fit`` qui fixe la longueur d'une époque.
     """
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((dataset.images, dataset.labels))
     if shuffle:
         ds = ds.shuffle(len(dataset), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
     ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     if not shuffle:
         ds = ds.cache()

@@ -18,7 +18,9 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
         "(défaut : $ATELIER_DATA, images/satellite/ ou le jeu par défaut)",
     )
     parser.add_argument("--out", type=Path, required=True, help="fichier du modèle à écrire, par exemple modele.keras")
-    parser.add_argument("--epochs", type=int, default=20, help="nombre d'époques (défaut : 20)")
+    parser.add_argument(
+        "--epochs", type=int, default=20, help="nombre d'époques de 40 à 80 lots selon la taille du jeu (défaut : 20)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="graine (défaut : 0)")
     parser.add_argument("--batch-size", type=int, default=32, help="taille des lots (défaut : 32)")
 
@@ -38,6 +40,7 @@ def _train_run(args: argparse.Namespace) -> dict[str, Any]:
         "metadata": str(result.path.with_suffix(".json")),
         "version": result.metadata["version"],
         "epochs": result.metrics["epochs"],
+        "steps_per_epoch": result.metrics["steps_per_epoch"],
         "training_seconds": result.metrics["training_seconds"],
         "per_class": result.metrics["per_class"],
     }
