@@ -53,6 +53,7 @@ def test_summary_and_table_from_measures():
     json.dumps(summary)  # JSON-able
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("generator", ["python", "auto"])
 def test_bench_smoke_run(saved_model, generator):
     path, _ = saved_model

@@ -42,6 +42,7 @@ def trained(tmp_path_factory):
     return result, data, model
 
 
+@pytest.mark.slow
 def test_train_writes_model_metadata_and_json(trained):
     result, _, model = trained
     assert result.returncode == 0, result.stderr
@@ -86,6 +87,7 @@ def assert_french_failure(result, *fragments):
         assert fragment in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_errors(trained, tmp_path):
     _, data, model = trained
     assert_french_failure(run_cli("evaluate", "--model", tmp_path / "absent.keras", "--data", data), "introuvable")

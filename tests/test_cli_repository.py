@@ -14,6 +14,7 @@ def tiny(tmp_path_factory):
     return save_tiny(root / "a.keras"), save_tiny(root / "faible.keras", accuracy=0.3)
 
 
+@pytest.mark.slow
 def test_publish_then_list(tmp_path, tiny):
     good, weak = tiny
     depot = tmp_path / "depot"

@@ -52,6 +52,7 @@ def test_unsupported_python_gets_a_clear_message():
     assert "Python 3.14 n'est pas pris en charge" in result.stderr and "3.12" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (ROOT / ".venv").is_dir(), reason="needs the project's .venv, made by `python demarrer.py`")
 def test_first_command_opens_jupyterlab_on_the_notebooks(tmp_path):
     """Runs the real command against the project's .venv (already installed: nothing is reinstalled if the
@@ -139,6 +140,7 @@ def test_install_lab_settings_writes_only_into_the_given_environment(tmp_path):
     assert demarrer.install_lab_settings(tmp_path / "venv") == target  # idempotent
 
 
+@pytest.mark.slow
 def test_headless_jupyterlab_serves_french_defaults(tmp_path):
     """A real JupyterLab reading the overrides as installed by demarrer.py: its settings API says fr_FR."""
     import json

@@ -421,6 +421,7 @@ def test_helper_rejects_a_confusing_error_before_the_gap(tmp_path):
         assert_learner_notebook_fails_only_at_gaps(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [LEARNER_FIXTURE, *sorted(NOTEBOOKS_DIR.glob("*.ipynb"))], ids=lambda path: path.name)
 def test_learner_notebook_fails_only_at_gaps(path):
     assert_learner_notebook_fails_only_at_gaps(path)
@@ -487,6 +488,7 @@ def _nbval(*args, cwd=ROOT):
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, encoding="utf-8", timeout=300)
 
 
+@pytest.mark.slow
 def test_nbval_runs_the_solution_fixture_and_checks_outputs(tmp_path):
     result = _nbval(str(SOLUTION_FIXTURE.relative_to(ROOT)))
     assert result.returncode == 0 and "7 passed" in result.stdout, result.stdout + result.stderr

@@ -17,6 +17,9 @@ from .test_metrics import samples
 from .test_serve_cli import free_port, stop
 from .tiny_models import make_models, replace_model_file
 
+# Slow: real servers following a repository (left out by pytest -m "not slow").
+pytestmark = pytest.mark.slow
+
 POLL = 3.0  # seconds between two reads of the repository by each worker ("a few seconds"; the default is 2)
 IMAGE = (default_sample_dir() / "desert_1.jpg").read_bytes()
 

@@ -247,6 +247,7 @@ def assert_french_failure(result, *fragments):
         assert fragment in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_cli_installs_a_downloaded_file_under_the_keras_name(fake_weights, tmp_path):
     source, _ = fake_weights
     renamed = tmp_path / "telecharge.h5"  # the instructor's copy may have any name
@@ -278,6 +279,7 @@ def test_cli_installs_a_downloaded_file_under_the_keras_name(fake_weights, tmp_p
     assert keras_run.returncode == 0 and keras_run.stdout.strip().endswith("ok"), keras_run.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_cli_errors_are_french_without_traceback(tmp_path):
     home = tmp_path / "kh"
     assert_french_failure(
