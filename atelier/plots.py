@@ -323,3 +323,82 @@ def plot_misclassified(
     more = f" (les {len(shown)} premières sur {len(wrong)})" if len(wrong) > len(shown) else f" ({len(wrong)})"
     figure.suptitle(title + more, fontsize=13)
     return figure
+
+
+def plot_filters(kernel, *, columns: int = 8, title: str = "Filtres de la première couche") -> Figure:
+    """Les filtres d'une première convolution (noyau ``(h, l, 3, n)``), chacun affiché comme une petite
+    image RVB : chaque filtre est ramené entre 0 et 1 (le gris moyen = 0), si bien que sa couleur dit à
+    quelle couleur il réagit et son motif à quel contraste (bord, point, dégradé)."""
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if kernel.ndim != 4 or kernel.shape[2] != 3:
+        raise ValueError(f"Un noyau de forme (h, l, 3, n) est attendu, reçu {kernel.shape}.")
+    count = kernel.shape[-1]
+    rows = math.ceil(count / columns)
+    figure = Figure(figsize=(1.1 * columns, 1.15 * rows + 0.5), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for index, ax in enumerate(axes):
+        _hide_ticks(ax)
+        if index >= count:
+            continue
+        weights = kernel[..., index]
+        scale = np.abs(weights).max() or 1.0
+        ax.imshow(0.5 + 0.5 * weights / scale, interpolation="nearest")
+    figure.suptitle(title, fontsize=12)
+    return figure
+
+
+def plot_feature_maps(
+    images: Sequence[np.ndarray],
+    maps: Mapping[str, Sequence[np.ndarray]],
+    *,
+    labels: Sequence[str] = (),
+    channels: int = 4,
+    title: str = "Cartes de caractéristiques",
+) -> Figure:
+    """Pour chaque image (une ligne), l'image puis, pour chaque couche de ``maps`` (nom → une carte
+    ``(h, l, c)`` par image), les ``channels`` cartes les plus actives en moyenne sur toutes les images."""
+    names = list(maps)
+    figure = Figure(figsize=(1.45 * (1 + channels * len(names)), 1.6 * len(images) + 0.7), layout="constrained")
+    axes = figure.subplots(len(images), 1 + channels * len(names), squeeze=False)
+    chosen = {
+        name: np.argsort(-np.mean([m.mean(axis=(0, 1)) for m in maps[name]], axis=0))[:channels] for name in names
+    }
+    for row, image in enumerate(images):
+        axes[row, 0].imshow(as_uint8(image), interpolation="nearest")
+        axes[row, 0].set_title(labels[row] if row < len(labels) else "image", fontsize=9)
+        for block, name in enumerate(names):
+            for k, channel in enumerate(chosen[name]):
+                ax = axes[row, 1 + block * channels + k]
+                ax.imshow(maps[name][row][..., channel], cmap="magma", interpolation="nearest")
+                if row == 0:
+                    size = maps[name][row].shape[0]
+                    ax.set_title(f"{name} n° {channel}\n{size}×{size}", fontsize=8)
+    for ax in axes.ravel():
+        _hide_ticks(ax)
+    figure.suptitle(title, fontsize=12)
+    return figure
+
+
+def plot_accuracy_curves(
+    runs: Mapping[str, Mapping[str, Sequence[float]]],
+    *,
+    title: str = "Précision de validation par époque",
+    marks: Mapping[str, int] | None = None,
+) -> Figure:
+    """Précision de validation de plusieurs entraînements (nom → historique Keras), sur un même graphique ;
+    ``marks`` : nom → époque après laquelle une phase commence (ligne verticale, par exemple l'affinage)."""
+    figure = Figure(figsize=(7.5, 4.2), layout="constrained")
+    ax = figure.subplots()
+    for index, (name, history) in enumerate(runs.items()):
+        values = np.asarray(history["val_accuracy"], dtype=float)
+        colour = _FALLBACK_COLOURS[index % len(_FALLBACK_COLOURS)]
+        ax.plot(np.arange(1, len(values) + 1), values, "o-", markersize=3, color=colour, label=name)
+        if marks and name in marks:
+            ax.axvline(marks[name] + 0.5, color=colour, linestyle="--", alpha=0.7)
+    ax.set_xlabel("Époque")
+    ax.set_ylabel("Précision de validation")
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="lower right")
+    ax.set_title(title, fontsize=12)
+    return figure

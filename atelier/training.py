@@ -22,6 +22,36 @@ def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+def fit(
+    model,
+    splits: Splits,
+    *,
+    epochs: int,
+    batch_size: int = 32,
+    seed: int = 0,
+    verbose: int | str = 0,
+    stop_early: bool = True,
+    initial_epoch: int = 0,
+) -> tuple[Any, float]:
+    """Entraîne un modèle compilé sur ``splits.train`` (mélangé, par lots), validé sur ``splits.validation`` ;
+    arrêt anticipé en filet de sécurité si ``stop_early``. Renvoie l'historique Keras et la durée en secondes.
+
+    ``initial_epoch`` continue un entraînement (par exemple l'affinage après la tête) : les époques sont
+    numérotées à la suite et ``epochs`` époques de plus sont faites.
+    """
+    started = time.perf_counter()
+    history = model.fit(
+        to_tf_dataset(splits.train, batch_size=batch_size, shuffle=True, seed=seed),
+        validation_data=to_tf_dataset(splits.validation, batch_size=256),
+        epochs=initial_epoch + epochs,
+        initial_epoch=initial_epoch,
+        callbacks=[early_stopping()] if stop_early else [],
+        verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles; Keras' own flag would only warn
+    )
+    return history, time.perf_counter() - started
+
+
 @dataclass
 class TrainingResult:
     """Ce que renvoie :func:`train` : le modèle, l'historique Keras, les métriques et les métadonnées."""
@@ -73,16 +103,7 @@ def train(
     splits = split_dataset(dataset, seed=seed)
     steps_per_epoch = -(-len(splits.train) // batch_size)
     model = compile_model(build_cnn(dataset.classes, image_size, seed=seed), total_steps=steps_per_epoch * epochs)
-    started = time.perf_counter()
-    history = model.fit(
-        to_tf_dataset(splits.train, batch_size=batch_size, shuffle=True, seed=seed),
-        validation_data=to_tf_dataset(splits.validation, batch_size=256),
-        epochs=epochs,
-        callbacks=[early_stopping()],
-        verbose=verbose,
-        shuffle=False,  # the tf.data pipeline shuffles; Keras' own flag would only warn
-    )
-    seconds = time.perf_counter() - started
+    history, seconds = fit(model, splits, epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose)
     report = evaluate_dataset(model, splits.test)
     metrics = {
         "test_accuracy": report["accuracy"],
@@ -133,3 +154,92 @@ def ensure_model(
     print(f"Entraînement rapide du CNN de l'atelier ({epochs} époques au plus), enregistré dans {path}…")
     train(data_dir, path, epochs=epochs, seed=seed, verbose=verbose)
     return path
+
+
+@dataclass
+class TransferResult:
+    """Ce que renvoie :func:`fit_transfer` : le modèle, ses courbes (tête puis affinage, à la suite),
+    le nombre d'époques de la tête seule et la durée totale en secondes."""
+
+    model: Any
+    curves: dict[str, list[float]]
+    head_epochs: int
+    seconds: float
+
+
+def epochs_for(n_images: int, steps: int, batch_size: int = 32, minimum: int = 1) -> int:
+    """Nombre d'époques qui fait au moins ``steps`` pas d'optimisation sur ``n_images`` images : un petit jeu
+    demande plus d'époques qu'un grand pour apprendre autant."""
+    steps_per_epoch = max(1, -(-n_images // batch_size))
+    return max(minimum, -(-steps // steps_per_epoch))
+
+
+#: Réseaux de base utilisables par :func:`fit_transfer` et ``python -m atelier train --backbone``.
+BACKBONES: tuple[str, ...] = ("eurosat", "mobilenet")
+
+
+def fit_transfer(
+    classes,
+    splits: Splits,
+    *,
+    backbone: str = "eurosat",
+    head_epochs: int = 6,
+    fine_epochs: int = 6,
+    head_learning_rate: float = 3e-3,
+    fine_learning_rate: float = 1e-4,
+    batch_size: int = 32,
+    seed: int = 0,
+    verbose: int | str = 0,
+) -> TransferResult:
+    """Apprentissage par transfert depuis un réseau de base pré-entraîné.
+
+    ``backbone`` : ``"eurosat"``, le réseau livré avec l'atelier (:mod:`atelier.backbone`), ou
+    ``"mobilenet"``, MobileNetV2 ImageNet s'il est dans le cache de Keras (:mod:`atelier.transfer` ; sinon
+    :class:`~atelier.transfer.WeightsError`, rien n'est téléchargé).
+
+    1. base **gelée**, nouvelle tête (une sortie par classe) : ``head_epochs`` époques, pas
+       ``head_learning_rate`` décroissant en cosinus ;
+    2. **affinage** : le dernier bloc de la base est dégelé (ses 20 dernières couches pour MobileNetV2),
+       ``fine_epochs`` époques de plus avec un pas **faible** (``fine_learning_rate``, en cosinus).
+
+    ``fine_epochs=0`` : pas d'affinage. Pas d'arrêt anticipé : le nombre d'époques est fixé.
+    """
+    from . import backbone as eurosat
+    from . import transfer
+
+    if backbone not in BACKBONES:
+        raise ValueError(f"Réseau de base inconnu : {backbone} (possibles : {', '.join(BACKBONES)}).")
+    set_seed(seed)
+    steps_per_epoch = -(-len(splits.train) // batch_size)
+    if backbone == "eurosat":
+        model = eurosat.build_transfer_model(classes, seed=seed)
+    else:
+        status = transfer.imagenet_weights_status()
+        if not status.available:
+            raise transfer.WeightsError(status.message)
+        model = transfer.build_transfer_model(classes, status.weights_path, seed=seed, freeze=True)
+    compile_model(model, head_learning_rate, total_steps=steps_per_epoch * head_epochs)
+    history, seconds = fit(
+        model, splits, epochs=head_epochs, batch_size=batch_size, seed=seed, verbose=verbose, stop_early=False
+    )
+    curves = {key: list(values) for key, values in history.history.items()}
+    if fine_epochs:
+        fine_steps = steps_per_epoch * fine_epochs
+        if backbone == "eurosat":
+            eurosat.unfreeze_top(model, 1, fine_learning_rate, total_steps=fine_steps)
+        else:
+            transfer.unfreeze_top(model, n_layers=20, learning_rate=fine_learning_rate)
+        fine, fine_seconds = fit(
+            model,
+            splits,
+            epochs=fine_epochs,
+            batch_size=batch_size,
+            seed=seed,
+            verbose=verbose,
+            stop_early=False,
+            initial_epoch=head_epochs,
+        )
+        seconds += fine_seconds
+        for key in curves:
+            curves[key] += list(fine.history[key])
+    return TransferResult(model, curves, head_epochs, seconds)
