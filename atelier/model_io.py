@@ -58,7 +58,7 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
@@ -103,7 +103,7 @@ def save_model(
         "keras_version": keras.__version__,
         **(extra or {}),
     }
-    _atomic_write_text(metadata_path(path), json.dumps(metadata, ensure_ascii=False, indent=2) + "\n")
+    atomic_write_text(metadata_path(path), json.dumps(metadata, ensure_ascii=False, indent=2) + "\n")
     return metadata
 
 

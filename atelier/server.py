@@ -21,6 +21,7 @@ Ce module n'importe ni TensorFlow ni FastAPI : seulement uvicorn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
 import sys
@@ -28,7 +29,16 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["ServerHandle", "ServerStartError", "running_servers", "start_server", "stop_all"]
+__all__ = [
+    "PortUnavailableError",
+    "ServerHandle",
+    "ServerStartError",
+    "bind_socket",
+    "running_servers",
+    "start_server",
+    "stop_all",
+    "url_host",
+]
 
 #: Servers started by this process, by port. ``globals().get`` keeps the registry across
 #: ``importlib.reload`` (the ``%autoreload`` extension of Jupyter reloads modules in place).
@@ -47,6 +57,20 @@ class ServerStartError(RuntimeError):
     """
 
 
+class PortUnavailableError(ServerStartError):
+    """Le port est déjà pris (``in_use``) ou réservé à l'administrateur (``denied``).
+
+    ``port``, ``reason`` et ``suggested_port`` permettent à un autre programme (la ligne de commande)
+    de formuler son propre conseil ; le message, lui, s'adresse à qui appelle :func:`start_server`.
+    """
+
+    def __init__(self, message: str, *, port: int, reason: str, suggested_port: int) -> None:
+        super().__init__(message)
+        self.port = port
+        self.reason = reason
+        self.suggested_port = suggested_port
+
+
 class ServerHandle:
     """Un serveur uvicorn en marche dans un fil d'exécution : ``.url``, ``.port``, ``.stop()``.
 
@@ -63,7 +87,7 @@ class ServerHandle:
         self._socket = sock
         self.host = host
         self.port = port
-        self.url = f"http://{_url_host(host)}:{port}"
+        self.url = f"http://{url_host(host)}:{port}"
         self._stop_lock = threading.Lock()
         self._stopped = False
 
@@ -133,7 +157,7 @@ def start_server(
         if previous is not None:
             previous.stop()
 
-    sock = _bind(host, port if port is not None else 0)
+    sock = bind_socket(host, port if port is not None else 0)
     actual_port = sock.getsockname()[1]
     config = uvicorn.Config(
         app,
@@ -223,10 +247,8 @@ class _Runner:
         self._ready.wait(1.0)
         loop, task = self._loop, self._task
         if loop is not None and task is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # loop already closed: the thread is finishing anyway
                 loop.call_soon_threadsafe(task.cancel)
-            except RuntimeError:  # loop already closed: the thread is finishing anyway
-                pass
 
 
 def _check_port(port: Any) -> int:
@@ -238,7 +260,8 @@ def _check_port(port: Any) -> int:
     return port
 
 
-def _url_host(host: str) -> str:
+def url_host(host: str) -> str:
+    """L'hôte à mettre dans l'adresse d'un serveur qui écoute sur *host* (``0.0.0.0`` → ``127.0.0.1``)."""
     if host in ("0.0.0.0", ""):
         return "127.0.0.1"  # listening everywhere: this machine reaches it on loopback
     if host == "::":
@@ -246,15 +269,15 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _bind(host: str, port: int, *, cli: bool = False, listen: bool = True) -> socket.socket:
-    """A listening socket on (host, port), or a French ServerStartError.
+def bind_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
+    """Un socket lié à (host, port), ou une :class:`ServerStartError` en français.
 
     Binding here, in the caller's thread, rather than letting uvicorn do it inside the server thread,
     gives an immediate and explicit error (uvicorn would log in English and ``sys.exit`` in the thread),
     and makes ``port=None`` race-free (the kernel picks the port and we keep the socket).
-    ``cli=True`` words the advice for ``python -m atelier serve`` (``--port``) instead of Python code.
     ``listen=False`` only reserves the port: until uvicorn listens, clients are refused at once instead
     of waiting in the backlog (``serve`` binds before loading the model, which takes seconds).
+    A busy or forbidden port raises :class:`PortUnavailableError`.
     """
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -279,40 +302,39 @@ def _bind(host: str, port: int, *, cli: bool = False, listen: bool = True) -> so
         sock.set_inheritable(False)
     except OSError as exc:
         sock.close()
-        raise ServerStartError(_bind_error_message(host, port, exc, cli)) from None
+        raise _bind_error(host, port, exc) from None
     return sock
 
 
-def _bind_error_message(host: str, port: int, exc: OSError, cli: bool = False) -> str:
+def _bind_error(host: str, port: int, exc: OSError) -> ServerStartError:
     other = port + 1 if port < 65535 else 8001
     in_use = exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1), 10048) or getattr(
         exc, "winerror", None
     ) in (10048, 10013)
-    if in_use and cli:
-        return (
-            f"Le port {port} est déjà utilisé par un autre programme (peut-être un notebook ou un autre "
-            f"« python -m atelier serve »). Arrêtez ce programme ou choisissez un autre port, par exemple "
-            f"--port {other}."
-        )
     if in_use:
-        return (
+        return PortUnavailableError(
             f"Le port {port} est déjà utilisé par un autre programme (peut-être un autre notebook ou un "
             f"« python -m atelier serve » resté ouvert). Arrêtez ce programme, choisissez un autre port "
             f"(par exemple start_server(app, port={other})) ou laissez l'atelier "
-            "en choisir un libre avec port=None."
+            "en choisir un libre avec port=None.",
+            port=port,
+            reason="in_use",
+            suggested_port=other,
         )
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return (
+        return PortUnavailableError(
             f"Accès refusé au port {port} : les ports inférieurs à 1024 demandent des droits "
-            "d'administrateur. Choisissez un port au-dessus de 1024, par exemple 8000"
-            + (" (--port 8000)." if cli else ", ou port=None.")
+            "d'administrateur. Choisissez un port au-dessus de 1024, par exemple 8000, ou port=None.",
+            port=port,
+            reason="denied",
+            suggested_port=8000,
         )
     if exc.errno == errno.EADDRNOTAVAIL:
-        return (
+        return ServerStartError(
             f"L'adresse {host!r} n'appartient pas à cette machine. Utilisez \"127.0.0.1\" (cette machine "
             'seulement) ou "0.0.0.0" (tout le réseau).'
         )
-    return f"Impossible d'écouter sur {host}:{port} : {exc.strerror or exc}."
+    return ServerStartError(f"Impossible d'écouter sur {host}:{port} : {exc.strerror or exc}.")
 
 
 def _startup_failed_message(port: int, failure: list[BaseException]) -> str:
@@ -327,7 +349,5 @@ def _startup_failed_message(port: int, failure: list[BaseException]) -> str:
 
 
 def _close_quietly(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:
-        pass

@@ -19,7 +19,6 @@ normalisation du CNN du chapitre 2. L'API du chapitre 4 peut donc charger l'un o
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import tempfile
@@ -28,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .model_io import file_sha256
 from .preprocessing import IMAGE_SIZE
 
 #: Largeur du réseau (fraction des filtres de MobileNetV2) et taille d'entrée du réseau pré-entraîné.
@@ -355,47 +353,6 @@ def download_weights(timeout: float = DOWNLOAD_TIMEOUT) -> Path:
             reason = getattr(exc, "reason", None) or exc
             raise WeightsError(
                 f"Téléchargement impossible ({reason}). Sans Internet, téléchargez le fichier sur une machine "
-                f"connectée puis utilisez --depuis.\n\n" + offline_help()
+                "connectée, puis installez-le comme ci-dessous.\n\n" + offline_help()
             ) from None
         return install_weights(downloaded)
-
-
-def _cli_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--depuis",
-        type=Path,
-        default=None,
-        metavar="FICHIER.h5",
-        help=f"fichier de poids déjà téléchargé ({WEIGHTS_FILENAME}) à ranger dans le cache de Keras ; "
-        "sans cette option, la commande télécharge le fichier (Internet nécessaire)",
-    )
-
-
-def _cli_run(args: argparse.Namespace) -> dict[str, Any]:
-    if args.depuis is not None:
-        path = install_weights(args.depuis)
-        action = "copié depuis " + str(args.depuis)
-    else:
-        status = imagenet_weights_status()
-        path = status.weights_path
-        action = "déjà en cache"
-        if path is not None:
-            try:
-                build_backbone(path)
-            except WeightsError:
-                path = None  # corrupt copy: download it again
-        if path is None:
-            print(f"Téléchargement de {WEIGHTS_URL} …", flush=True)
-            path = download_weights()
-            action = "téléchargé"
-    print(f"Poids ImageNet de MobileNetV2 prêts ({action}) : {path}")
-    print("Vérification : le fichier se charge dans le réseau de l'atelier. Le chapitre 3 fera du vrai transfert.")
-    return {"path": str(path), "action": action, "sha256": file_sha256(path), "filename": WEIGHTS_FILENAME}
-
-
-#: Entrée de :data:`atelier.cli.COMMANDS` : ``python -m atelier poids-mobilenet [--depuis FICHIER.h5]``.
-CLI_COMMAND = (
-    _cli_args,
-    _cli_run,
-    "ranger les poids ImageNet de MobileNetV2 dans le cache de Keras (formateurs, avant un cours hors ligne)",
-)

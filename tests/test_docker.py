@@ -93,7 +93,7 @@ def test_everything_copied_exists_and_is_not_dockerignored():
                 relative = Path(match).relative_to(REPO).as_posix()
                 assert not ignored(relative, patterns), f"COPY {source}: excluded by .dockerignore"
     # the package really is there, with its entry point
-    assert (REPO / "atelier" / "__main__.py").exists() and (REPO / "atelier" / "server_cli.py").exists()
+    assert (REPO / "atelier" / "__main__.py").exists() and (REPO / "atelier" / "cli" / "serve.py").exists()
 
 
 def test_dockerignore_keeps_the_context_small():

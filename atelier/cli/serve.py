@@ -1,19 +1,18 @@
-"""Commandes ``serve`` et ``bench`` de ``python -m atelier`` (enregistrées dans :data:`atelier.cli.COMMANDS`)."""
+"""Commande ``python -m atelier serve`` : servir l'API pour un vrai déploiement (un ou plusieurs processus)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import sys
+import socket
 from pathlib import Path
 from typing import Any
 
-from .cli import COMMANDS, CliError
+from .core import CliError, Command
 
+#: Import string of the application factory: each of the ``--workers`` processes builds its own app.
 FACTORY = "atelier.api:create_app_from_env"
-
-
-# --- serve ------------------------------------------------------------------------------------------------
 
 
 def _serve_args(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +54,7 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
     import uvicorn
 
-    from .server import ServerStartError, _bind, _url_host
+    from ..server import url_host
 
     if args.model is None:
         raise CliError("Indiquez le modèle à servir : --model chemin/vers/cnn.keras (ou la variable ATELIER_MODEL).")
@@ -78,15 +77,11 @@ def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
     if args.db is not None:
         db = str(args.db)
         os.environ["ATELIER_DB"] = db if db == ":memory:" else str(Path(db).expanduser().resolve())
-    url = f"http://{_url_host(args.host)}:{args.port}"
-
-    try:
-        sock = _bind(args.host, args.port, cli=True, listen=False)  # reported before loading TensorFlow
-    except ServerStartError as exc:
-        raise CliError(str(exc)) from None
+    url = f"http://{url_host(args.host)}:{args.port}"
+    sock = _reserve_port(args.host, args.port)  # reported before loading TensorFlow
 
     if args.workers == 1:
-        from .api import create_app_from_env
+        from ..api import create_app_from_env
 
         try:
             app = create_app_from_env()  # model errors (ModelFileError) are printed in French by the CLI
@@ -110,7 +105,7 @@ def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             sock.close()
     else:
-        from .model_io import read_metadata
+        from ..model_io import read_metadata
 
         sock.close()  # each worker binds it again (uvicorn shares the socket with its workers)
         read_metadata(model)  # a bad model fails here, once, rather than in every worker
@@ -118,7 +113,7 @@ def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
             f"API de l'atelier : {args.workers} processus sur {url} (documentation : {url}/docs). Ctrl+C pour arrêter.",
             flush=True,
         )
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             uvicorn.run(
                 FACTORY,
                 factory=True,
@@ -129,70 +124,28 @@ def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
                 access_log=args.access_log,
                 timeout_graceful_shutdown=10,
             )
-        except KeyboardInterrupt:
-            pass
     return {"status": "arrêté", "url": url, "workers": args.workers}
 
 
-# --- bench ------------------------------------------------------------------------------------------------
+def _reserve_port(host: str, port: int) -> socket.socket:
+    """The socket of ``serve``, or a CliError whose advice speaks of ``--port`` (not of Python code)."""
+    from ..server import PortUnavailableError, ServerStartError, bind_socket
 
-
-def _connections(text: str) -> list[int]:
     try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"liste d'entiers séparés par des virgules attendue : {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"entiers ≥ 1 attendus : {text!r}")
-    return values
-
-
-def _bench_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="modèle .keras à mesurer (défaut : un CNN de l'atelier non entraîné, créé pour l'occasion)",
-    )
-    parser.add_argument("--duration", type=float, default=5.0, help="secondes par mesure (défaut : 5)")
-    parser.add_argument(
-        "--connections",
-        type=_connections,
-        default=[1, 8, 32],
-        help="niveaux de concurrence, séparés par des virgules (défaut : 1,8,32)",
-    )
-    parser.add_argument(
-        "--generator",
-        choices=["auto", "wrk", "python"],
-        default="auto",
-        help="générateur de charge : wrk s'il est installé (auto, défaut), wrk ou python",
-    )
-    parser.add_argument("--warmup", type=float, default=1.0, help="secondes de chauffe par cible (défaut : 1)")
-
-
-def _bench_run(args: argparse.Namespace) -> dict[str, Any]:
-    from .bench import BenchError, format_table, run_bench
-
-    if args.model is not None and not Path(args.model).is_file():
-        raise CliError(f"Modèle introuvable : {args.model}")
-    try:
-        summary = run_bench(
-            args.model,
-            duration=args.duration,
-            connections=args.connections,
-            generator=args.generator,
-            warmup=args.warmup,
-            log=lambda text: print(text, file=sys.stderr, flush=True),
-        )
-    except BenchError as exc:
+        return bind_socket(host, port, listen=False)
+    except PortUnavailableError as exc:
+        if exc.reason == "in_use":
+            raise CliError(
+                f"Le port {port} est déjà utilisé par un autre programme (peut-être un notebook ou un autre "
+                f"« python -m atelier serve »). Arrêtez ce programme ou choisissez un autre port, par exemple "
+                f"--port {exc.suggested_port}."
+            ) from None
+        raise CliError(
+            f"Accès refusé au port {port} : les ports inférieurs à 1024 demandent des droits "
+            f"d'administrateur. Choisissez un port au-dessus de 1024, par exemple 8000 (--port {exc.suggested_port})."
+        ) from None
+    except ServerStartError as exc:
         raise CliError(str(exc)) from None
-    print(format_table(summary), flush=True)
-    return summary
 
 
-COMMANDS.update(
-    {
-        "serve": (_serve_args, _serve_run, "servir l'API (FastAPI + uvicorn) pour un vrai déploiement"),
-        "bench": (_bench_args, _bench_run, "mesurer la vitesse de l'API : plafond, API naïve et /predict"),
-    }
-)
+SERVE = Command("serve", _serve_args, _serve_run, "servir l'API (FastAPI + uvicorn) pour un vrai déploiement")

@@ -1,0 +1,62 @@
+"""Commandes ``python -m atelier train`` et ``evaluate`` : entraîner le CNN de l'atelier, évaluer un modèle."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .core import CliError, Command
+
+
+def _train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="dossier d'images, un sous-dossier par classe "
+        "(défaut : $ATELIER_DATA, images/satellite/ ou le jeu par défaut)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="fichier du modèle à écrire, par exemple modele.keras")
+    parser.add_argument("--epochs", type=int, default=20, help="nombre d'époques (défaut : 20)")
+    parser.add_argument("--seed", type=int, default=0, help="graine (défaut : 0)")
+    parser.add_argument("--batch-size", type=int, default=32, help="taille des lots (défaut : 32)")
+
+
+def _train_run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.out.suffix != ".keras":
+        raise CliError(f"--out doit être un fichier .keras (reçu : {args.out}).")
+    if args.epochs < 1:
+        raise CliError("--epochs doit être au moins 1.")
+    from ..training import train
+
+    result = train(args.data, args.out, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, verbose=2)
+    return {
+        "test_accuracy": result.metrics["test_accuracy"],
+        "classes": result.metadata["classes"],
+        "model": str(result.path),
+        "metadata": str(result.path.with_suffix(".json")),
+        "version": result.metadata["version"],
+        "epochs": result.metrics["epochs"],
+        "training_seconds": result.metrics["training_seconds"],
+        "per_class": result.metrics["per_class"],
+    }
+
+
+def _evaluate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, required=True, help="modèle .keras (avec son fichier .json à côté)")
+    parser.add_argument("--data", type=Path, required=True, help="dossier d'images, un sous-dossier par classe")
+
+
+def _evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
+    from ..evaluation import evaluate
+
+    report = evaluate(args.model, args.data)
+    print(f"Précision : {report['accuracy']:.1%} sur {report['n']} images")
+    for name, value in report["per_class"].items():
+        print(f"  {name:<10} {value:.1%}")
+    return report
+
+
+TRAIN = Command("train", _train_args, _train_run, "entraîner le CNN de l'atelier et l'enregistrer avec ses métadonnées")
+EVALUATE = Command("evaluate", _evaluate_args, _evaluate_run, "évaluer un modèle sur un dossier d'images")
