@@ -178,6 +178,18 @@ def load_pretrained(directory: str | Path = BACKBONES_DIR) -> tuple[Any, dict[st
     return model, card
 
 
+def describe(directory: str | Path = BACKBONES_DIR) -> dict[str, Any]:
+    """Ce que les métadonnées d'un modèle par transfert disent de sa base : nom, empreintes du fichier de
+    poids et de la fiche, précision du pré-entraînement."""
+    card = read_card(directory)
+    return {
+        "name": card["name"],
+        "weights_sha256": card["sha256"],
+        "card_sha256": file_sha256(card_file(directory)),
+        "heldout_accuracy": card["heldout_accuracy"],
+    }
+
+
 def load_base(*, trainable: bool = False, directory: str | Path = BACKBONES_DIR) -> Any:
     """La base pré-entraînée sur EuroSAT (sans sa tête), **gelée** par défaut (``trainable=False``)."""
     model, _ = load_pretrained(directory)

@@ -10,7 +10,7 @@ from typing import Any
 from .data import Splits, load_dataset, split_dataset, to_tf_dataset
 from .evaluation import evaluate_dataset
 from .model import build_cnn, compile_model
-from .model_io import save_model
+from .model_io import file_sha256, save_model
 from .paths import model_path
 from .preprocessing import IMAGE_SIZE
 
@@ -90,8 +90,13 @@ def train(
     batch_size: int = 32,
     image_size: int = IMAGE_SIZE,
     verbose: int | str = "auto",
+    backbone: str | None = None,
 ) -> TrainingResult:
     """Entraîne le CNN de l'atelier sur un jeu « un dossier par classe » et l'enregistre.
+
+    Avec ``backbone`` (``"eurosat"`` ou ``"mobilenet"``, voir :func:`fit_transfer`), entraîne à la place le
+    modèle par transfert du chapitre 3 : ``epochs // 2`` époques pour la tête (base gelée), le reste pour
+    l'affinage ; les métadonnées disent quel réseau de base a servi (clé ``backbone``).
 
     Découpage stratifié 70/15/15, augmentation de données, taux d'apprentissage décroissant en cosinus
     sur ``epochs`` époques, arrêt anticipé sur la validation (filet de sécurité) ; la précision finale
@@ -101,21 +106,36 @@ def train(
     set_seed(seed)
     dataset = load_dataset(data_dir, image_size=image_size)
     splits = split_dataset(dataset, seed=seed)
-    steps_per_epoch = -(-len(splits.train) // batch_size)
-    model = compile_model(build_cnn(dataset.classes, image_size, seed=seed), total_steps=steps_per_epoch * epochs)
-    history, seconds = fit(model, splits, epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose)
+    extra = None
+    if backbone is not None:
+        head_epochs = max(1, epochs // 2)
+        result = fit_transfer(
+            dataset.classes,
+            splits,
+            backbone=backbone,
+            head_epochs=head_epochs,
+            fine_epochs=epochs - head_epochs,
+            batch_size=batch_size,
+            seed=seed,
+            verbose=verbose,
+        )
+        model, history, seconds, extra = result.model, result.curves, result.seconds, {"backbone": result.backbone}
+    else:
+        steps_per_epoch = -(-len(splits.train) // batch_size)
+        model = compile_model(build_cnn(dataset.classes, image_size, seed=seed), total_steps=steps_per_epoch * epochs)
+        history, seconds = fit(model, splits, epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose)
     report = evaluate_dataset(model, splits.test)
     metrics = {
         "test_accuracy": report["accuracy"],
         "per_class": report["per_class"],
-        "epochs": len(history.history["loss"]),
+        "epochs": len(getattr(history, "history", history)["loss"]),
         "training_seconds": round(seconds, 1),
         "n_train": len(splits.train),
         "n_validation": len(splits.validation),
         "n_test": len(splits.test),
     }
     out = Path(out) if out is not None else model_path("cnn")
-    metadata = save_model(model, out, classes=dataset.classes, data_source=dataset.source, metrics=metrics)
+    metadata = save_model(model, out, classes=dataset.classes, data_source=dataset.source, metrics=metrics, extra=extra)
     return TrainingResult(model, history, metrics, metadata, out, splits)
 
 
@@ -159,12 +179,14 @@ def ensure_model(
 @dataclass
 class TransferResult:
     """Ce que renvoie :func:`fit_transfer` : le modèle, ses courbes (tête puis affinage, à la suite),
-    le nombre d'époques de la tête seule et la durée totale en secondes."""
+    le nombre d'époques de la tête seule, la durée totale en secondes et la description du réseau de base
+    (nom et empreintes, pour les métadonnées du modèle)."""
 
     model: Any
     curves: dict[str, list[float]]
     head_epochs: int
     seconds: float
+    backbone: dict[str, Any]
 
 
 def epochs_for(n_images: int, steps: int, batch_size: int = 32, minimum: int = 1) -> int:
@@ -213,11 +235,18 @@ def fit_transfer(
     steps_per_epoch = -(-len(splits.train) // batch_size)
     if backbone == "eurosat":
         model = eurosat.build_transfer_model(classes, seed=seed)
+        description = eurosat.describe()
     else:
         status = transfer.imagenet_weights_status()
         if not status.available:
             raise transfer.WeightsError(status.message)
         model = transfer.build_transfer_model(classes, status.weights_path, seed=seed, freeze=True)
+        description = {
+            "name": "mobilenetv2-imagenet",
+            "architecture": transfer.BACKBONE_NAME,
+            "weights_file": transfer.WEIGHTS_FILENAME,
+            "weights_sha256": file_sha256(status.path),
+        }
     compile_model(model, head_learning_rate, total_steps=steps_per_epoch * head_epochs)
     history, seconds = fit(
         model, splits, epochs=head_epochs, batch_size=batch_size, seed=seed, verbose=verbose, stop_early=False
@@ -242,4 +271,4 @@ def fit_transfer(
         seconds += fine_seconds
         for key in curves:
             curves[key] += list(fine.history[key])
-    return TransferResult(model, curves, head_epochs, seconds)
+    return TransferResult(model, curves, head_epochs, seconds, description)

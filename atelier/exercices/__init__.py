@@ -70,7 +70,7 @@ from .base import (
 )
 from .solution_source import SolutionNotFound, solution_text
 
-CHAPTERS = ("chapitre1",)
+CHAPTERS = ("chapitre1", "chapitre3")
 
 __all__ = [
     "CHAPTERS",
