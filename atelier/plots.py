@@ -382,20 +382,28 @@ def plot_feature_maps(
 def plot_accuracy_curves(
     runs: Mapping[str, Mapping[str, Sequence[float]]],
     *,
-    title: str = "Précision de validation par époque",
+    title: str = "Précision de validation",
     marks: Mapping[str, int] | None = None,
+    steps_per_epoch: Mapping[str, int] | None = None,
 ) -> Figure:
-    """Précision de validation de plusieurs entraînements (nom → historique Keras), sur un même graphique ;
-    ``marks`` : nom → époque après laquelle une phase commence (ligne verticale, par exemple l'affinage)."""
-    figure = Figure(figsize=(7.5, 4.2), layout="constrained")
+    """Précision de validation de plusieurs entraînements (nom → historique Keras), sur un même graphique.
+
+    ``marks`` : nom → nombre d'époques après lequel une seconde phase commence (l'affinage), marqué d'une
+    ligne en tirets. ``steps_per_epoch`` : nom → pas d'optimisation par époque ; l'axe horizontal compte
+    alors les pas, ce qui compare des entraînements sur des jeux de tailles différentes.
+    """
+    figure = Figure(figsize=(8.0, 4.4), layout="constrained")
     ax = figure.subplots()
     for index, (name, history) in enumerate(runs.items()):
         values = np.asarray(history["val_accuracy"], dtype=float)
+        scale = (steps_per_epoch or {}).get(name, 1)
         colour = _FALLBACK_COLOURS[index % len(_FALLBACK_COLOURS)]
-        ax.plot(np.arange(1, len(values) + 1), values, "o-", markersize=3, color=colour, label=name)
+        ax.plot(scale * np.arange(1, len(values) + 1), values, "o-", markersize=3, color=colour, label=name)
         if marks and name in marks:
-            ax.axvline(marks[name] + 0.5, color=colour, linestyle="--", alpha=0.7)
-    ax.set_xlabel("Époque")
+            ax.axvline(
+                scale * (marks[name] + 0.5), color=colour, linestyle="--", alpha=0.7, label="début de l'affinage"
+            )
+    ax.set_xlabel("Pas d'optimisation" if steps_per_epoch else "Époque")
     ax.set_ylabel("Précision de validation")
     ax.set_ylim(0, 1.01)
     ax.grid(alpha=0.3)
