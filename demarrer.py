@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
+LAB_SETTINGS = ROOT / "config" / "jupyterlab" / "overrides.json"
 SUPPORTED = ((3, 10), (3, 13))
 
 
@@ -76,6 +78,18 @@ def install(extras: str, wheelhouse: Path | None) -> None:
     stamp.write_text("\n".join([*previous, wanted]) + "\n")
 
 
+def install_lab_settings(prefix: Path = VENV) -> Path:
+    """Install the workshop's JupyterLab defaults (French menus, no news pop-up) into this environment only.
+
+    JupyterLab reads ``<environment>/share/jupyter/lab/settings/overrides.json`` as the default settings of
+    the JupyterLab installed there; the user's own settings and global configuration are left alone.
+    """
+    target = prefix / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(LAB_SETTINGS, target)
+    return target
+
+
 def free_port(preferred: int) -> int:
     for port in [preferred, *range(preferred + 1, preferred + 50)]:
         with socket.socket() as probe:
@@ -89,6 +103,7 @@ def open_workshop(args: argparse.Namespace) -> None:
     python = venv_python()
     say("Préparation du jeu de données par défaut (images NASA, une seule fois)")
     run([python, "-m", "atelier", "data"])
+    install_lab_settings()
     port = free_port(args.port)
     say(f"Ouverture de JupyterLab sur http://127.0.0.1:{port}/lab (Ctrl+C pour arrêter)")
     command = [

@@ -5,6 +5,11 @@ prétraitement unique des images, le chargement des données, le CNN, l'entraîn
 """
 
 import os
+import warnings
+
+# Keras warns (in English) that ``shuffle=True`` is ignored when ``fit`` receives a tf.data pipeline: the
+# workshop's pipelines shuffle themselves (atelier.data.to_tf_dataset), so the warning only misleads learners.
+warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
 
 # TensorFlow prints pages of C++ start-up logs on stderr; learners only need warnings and errors.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

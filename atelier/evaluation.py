@@ -1,4 +1,4 @@
-"""Mesurer un modèle sur des images étiquetées : précision globale, par classe, matrice de confusion."""
+"""Mesurer un modèle sur des images étiquetées : exactitude globale, rappel de chaque classe, matrice de confusion."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def confusion_matrix(true: np.ndarray, predicted: np.ndarray, n_classes: int) ->
 def evaluate_dataset(model, dataset: ImageDataset) -> dict[str, Any]:
     """Évalue ``model`` sur ``dataset`` (dont les classes sont dans l'ordre des sorties du modèle).
 
-    Renvoie ``accuracy``, ``per_class`` (précision de chaque classe présente), ``confusion`` et ``n``.
+    Renvoie ``accuracy`` (exactitude : part des images bien classées), ``per_class`` (**rappel** de chaque
+    classe présente : part de ses images reconnues, ligne de la matrice divisée par sa somme),
+    ``confusion`` et ``n``.
     """
     probabilities = predict_probabilities(model, dataset.images)
     predicted = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, np.int64)

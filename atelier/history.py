@@ -10,6 +10,11 @@ prédiction (seulement aux points de contrôle), les lectures ne bloquent pas le
 plusieurs processus (``--workers N``) peuvent partager le même fichier. Toutes les requêtes SQL sont
 paramétrées. Une seule connexion par objet, protégée par un verrou : c'est sûr entre threads, et une
 insertion dure quelques dizaines de microsecondes, bien moins qu'une prédiction.
+
+Rétention : l'historique ne grossit pas sans fin. Par défaut, :meth:`History.prune` efface les lignes de
+plus de :data:`DEFAULT_RETENTION_DAYS` jours et ne garde que les :data:`DEFAULT_MAX_ROWS` plus récentes
+(``retention_days`` / ``max_rows``, ``None`` ou 0 pour ne pas limiter) ; le serveur l'appelle au démarrage
+puis régulièrement, hors du chemin des requêtes.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from .paths import cache_dir
 
 #: Longest file name kept in the history, in characters.
 MAX_FILENAME_CHARS = 120
+#: Default retention: rows older than this many days are deleted by :meth:`History.prune`.
+DEFAULT_RETENTION_DAYS = 30
+#: Default retention: at most this many rows are kept (the newest).
+DEFAULT_MAX_ROWS = 100_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -72,7 +81,18 @@ def sanitize_filename(name: str | None) -> str | None:
 class History:
     """L'historique des prédictions (thread-safe)."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        retention_days: float | None = DEFAULT_RETENTION_DAYS,
+        max_rows: int | None = DEFAULT_MAX_ROWS,
+    ) -> None:
+        for name, value in (("retention_days", retention_days), ("max_rows", max_rows)):
+            if value is not None and value < 0:
+                raise ValueError(f"{name} doit être positif ou nul (reçu : {value!r}).")
+        self.retention_days = retention_days or None
+        self.max_rows = int(max_rows) if max_rows else None
         target = default_db_path() if path is None else path
         if str(target) != ":memory:":
             target = Path(target).expanduser()
@@ -114,6 +134,29 @@ class History:
                 row,
             )
             return int(cursor.lastrowid)
+
+    def prune(self, now: dt.datetime | None = None) -> int:
+        """Applique la rétention (âge puis nombre de lignes) ; renvoie le nombre de lignes effacées."""
+        deleted = 0
+        with self._lock:
+            if self.retention_days is not None:
+                now = now or dt.datetime.now(dt.timezone.utc)
+                cutoff = (now - dt.timedelta(days=self.retention_days)).isoformat(timespec="milliseconds")
+                # Rows are appended in time order: the first recent row bounds the old ones (rowid scan, no index).
+                first_kept = self._conn.execute(
+                    "SELECT id FROM predictions WHERE created >= ? ORDER BY id LIMIT 1", (cutoff,)
+                ).fetchone()
+                if first_kept is None:
+                    deleted += self._conn.execute("DELETE FROM predictions").rowcount
+                else:
+                    deleted += self._conn.execute("DELETE FROM predictions WHERE id < ?", (first_kept[0],)).rowcount
+            if self.max_rows is not None:
+                deleted += self._conn.execute(
+                    "DELETE FROM predictions WHERE id <= "
+                    "(SELECT id FROM predictions ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (self.max_rows,),
+                ).rowcount
+        return deleted
 
     def count(self) -> int:
         with self._lock:

@@ -5,15 +5,20 @@
   « chauffé » ; ensuite chaque prédiction est un seul appel de graphe, sans ``model.predict`` (≈ 80 ms
   de frais fixes par appel) et sans retraçage. L'appel compilé peut être utilisé par plusieurs threads
   à la fois.
-* :class:`Predictor` garde le modèle en service. :meth:`Predictor.swap` remplace ce modèle par un
-  autre déjà chargé, vérifié et chauffé : une requête en cours garde la référence du modèle qu'elle a
-  prise au début et se termine dessus ; les suivantes utilisent le nouveau.
+* :class:`Predictor` garde le modèle en service. :meth:`Predictor.replace` charge, vérifie (mêmes
+  classes, même taille d'image) et chauffe un nouveau modèle puis le met en service, sous le verrou du
+  prédicteur : deux remplacements se suivent, chacun vérifié contre le modèle qu'il remplace
+  (:meth:`Predictor.swap`, pour un modèle déjà chargé, vérifie sous le même verrou). Une requête en
+  cours garde la référence du modèle qu'elle a prise au début et se termine dessus ; les suivantes
+  utilisent le nouveau.
 * Regroupement des requêtes concurrentes (*micro-batching*, comme TensorFlow Serving), activé par
   défaut : un thread unique réunit jusqu'à ``max_batch_size`` images arrivées en même temps (en
   attendant au plus ``batch_wait_ms`` ; 0 par défaut : les images arrivées pendant le calcul du lot
   précédent forment le lot suivant, une requête seule n'attend pas) et les passe au réseau en un seul
   appel. Sur 2 cœurs, un appel coûte ≈ 1,8 ms de CPU pour une image mais ≈ 0,8 ms par image dès 4
   images : le regroupement économise environ un tiers du CPU par requête dès 8 requêtes simultanées.
+  Sa file est bornée (``max_queued``) : au-delà, ou pendant l'arrêt, une image est refusée tout de
+  suite (:class:`PredictorUnavailableError`, 503 pour l'API) au lieu d'attendre.
 """
 
 from __future__ import annotations
@@ -35,10 +40,23 @@ log = logging.getLogger(__name__)
 
 #: Longest wait for a batched prediction before the request fails (a batch takes milliseconds).
 RESULT_TIMEOUT_S = 120.0
+#: Largest batch the batcher forms (and the batch sizes a model is warmed up for).
+DEFAULT_MAX_BATCH_SIZE = 16
+#: Images waiting for the batcher beyond which a new request is refused at once (load shedding).
+DEFAULT_MAX_QUEUED = 256
 
 
 class IncompatibleModelError(ModelFileError):
     """Le nouveau modèle est lisible mais ne peut pas remplacer le modèle en service (classes, taille)."""
+
+
+class PredictorUnavailableError(RuntimeError):
+    """Le prédicteur ne peut pas prendre cette image maintenant (arrêt en cours, file pleine) : réessayer."""
+
+
+def warm_batch_sizes(batching: bool, max_batch_size: int) -> tuple[int, ...]:
+    """Every batch size the predictor can run: oneDNN prepares its kernels per shape on first use."""
+    return tuple(range(1, max_batch_size + 1)) if batching else (1,)
 
 
 @dataclass(frozen=True)
@@ -54,7 +72,7 @@ class Prediction:
         return self.classes[int(np.argmax(self.probabilities))]
 
     def as_dict(self) -> dict[str, float]:
-        return {name: float(p) for name, p in zip(self.classes, self.probabilities)}
+        return {name: float(p) for name, p in zip(self.classes, self.probabilities, strict=True)}
 
 
 @dataclass
@@ -82,12 +100,37 @@ class ServingModel:
         return self.info.metadata
 
     @classmethod
-    def load(cls, path: str | Path, *, warm_batch_sizes: tuple[int, ...] = (1,)) -> ServingModel:
-        """Charge, vérifie, compile et chauffe un modèle ; lève :class:`ModelFileError` (en français)."""
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        warm_batch_sizes: tuple[int, ...] = (1,),
+        compatible_with: ServingModel | None = None,
+    ) -> ServingModel:
+        """Charge, vérifie, compile et chauffe un modèle ; lève :class:`ModelFileError` (en français).
+
+        ``compatible_with`` : le modèle en service ; un modèle aux classes ou à la taille d'image
+        différentes est refusé (:class:`IncompatibleModelError`) avant d'être compilé.
+        """
         serving = cls(info=load_model(path))
+        if compatible_with is not None:
+            compatible_with.check_replacement(serving)
         serving.compile()
         serving.warm_up(warm_batch_sizes)
         return serving
+
+    def check_replacement(self, new: ServingModel) -> None:
+        """Lève :class:`IncompatibleModelError` si *new* ne peut pas remplacer ce modèle (classes, taille)."""
+        if list(new.classes) != list(self.classes):
+            raise IncompatibleModelError(
+                f"Le nouveau modèle a les classes {list(new.classes)}, le modèle en service "
+                f"{list(self.classes)} : les clients attendent les mêmes classes, dans le même ordre."
+            )
+        if new.image_size != self.image_size:
+            raise IncompatibleModelError(
+                f"Le nouveau modèle attend des images {new.image_size}×{new.image_size}, le modèle en "
+                f"service {self.image_size}×{self.image_size}."
+            )
 
     def compile(self) -> None:
         import tensorflow as tf
@@ -127,28 +170,55 @@ class ServingModel:
 class _Batcher:
     """Un thread qui regroupe les images soumises en même temps et les passe au réseau en un appel."""
 
-    def __init__(self, predictor: Predictor, max_batch_size: int, max_wait_s: float) -> None:
+    def __init__(self, predictor: Predictor, max_batch_size: int, max_wait_s: float, max_queued: int) -> None:
         self._predictor = predictor
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_s
+        self._max_queued = max_queued
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        # Held while checking _stopped and enqueueing, and while stopping: no image can be queued behind
+        # the stop marker (it would wait RESULT_TIMEOUT_S for a thread that is gone).
+        self._lock = threading.Lock()
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="atelier-batcher", daemon=True)
         self._thread.start()
 
     def submit(self, image: np.ndarray) -> Future:
-        if self._stopped:
-            raise RuntimeError("Le regroupement des prédictions est arrêté.")
         fut: Future = Future()
-        self._queue.put((image, fut))
+        with self._lock:
+            if self._stopped:
+                raise PredictorUnavailableError("Le service redémarre ou s'arrête : réessayez dans un instant.")
+            if self._queue.qsize() >= self._max_queued:
+                raise PredictorUnavailableError(
+                    f"Le service est surchargé ({self._max_queued} images attendent déjà le modèle) : "
+                    "réessayez dans un instant."
+                )
+            self._queue.put((image, fut))
         return fut
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stopped = True
-        self._queue.put(None)
+        with self._lock:
+            self._stopped = True
+            self._queue.put(None)
         self._thread.join(timeout)
 
     def _loop(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._fail_leftovers()
+
+    def _fail_leftovers(self) -> None:
+        """Whatever is still queued when the thread ends fails at once (never waits for the timeout)."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item[1].set_exception(PredictorUnavailableError("Le service s'arrête : réessayez dans un instant."))
+
+    def _serve(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
@@ -184,35 +254,54 @@ class _Batcher:
             for _, fut in batch:
                 fut.set_exception(exc)
             return
-        for (_, fut), row in zip(batch, probabilities):
+        for (_, fut), row in zip(batch, probabilities, strict=True):
             fut.set_result(Prediction(row, serving.classes, serving.version))
 
 
 class Predictor:
-    """Le modèle en service et la façon de l'appeler (appel direct ou regroupé)."""
+    """Le modèle en service et la façon de l'appeler (appel direct ou regroupé), et son remplacement à chaud."""
 
     def __init__(
         self,
         serving: ServingModel,
         *,
         batching: bool = True,
-        max_batch_size: int = 16,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         batch_wait_ms: float = 0.0,
+        max_queued: int = DEFAULT_MAX_QUEUED,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size doit être au moins 1.")
+        if max_queued < 1:
+            raise ValueError("max_queued doit être au moins 1.")
         self._current = serving
+        # Serialises replacements: the compatibility check and the swap see the same model in service.
         self._swap_lock = threading.Lock()
         self.batching = batching
         self.max_batch_size = max_batch_size
         self.batch_wait_ms = batch_wait_ms
+        self.max_queued = max_queued
         self._batcher: _Batcher | None = None
         self._batcher_lock = threading.Lock()
 
     @classmethod
-    def from_path(cls, path: str | Path, **options) -> Predictor:
-        max_batch = options.get("max_batch_size", 16) if options.get("batching", True) else 1
-        return cls(ServingModel.load(path, warm_batch_sizes=tuple(range(1, max_batch + 1))), **options)
+    def from_path(
+        cls,
+        path: str | Path,
+        *,
+        batching: bool = True,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        batch_wait_ms: float = 0.0,
+        max_queued: int = DEFAULT_MAX_QUEUED,
+    ) -> Predictor:
+        serving = ServingModel.load(path, warm_batch_sizes=warm_batch_sizes(batching, max_batch_size))
+        return cls(
+            serving,
+            batching=batching,
+            max_batch_size=max_batch_size,
+            batch_wait_ms=batch_wait_ms,
+            max_queued=max_queued,
+        )
 
     @property
     def current(self) -> ServingModel:
@@ -220,7 +309,11 @@ class Predictor:
 
     # -- inference -------------------------------------------------------------------------------
     def predict_array(self, image: np.ndarray) -> Prediction:
-        """Prédit une image ``uint8`` ``(taille, taille, 3)`` déjà prétraitée ; bloque jusqu'au résultat."""
+        """Prédit une image ``uint8`` ``(taille, taille, 3)`` déjà prétraitée ; bloque jusqu'au résultat.
+
+        Lève :class:`PredictorUnavailableError` tout de suite si le regroupement s'arrête ou si sa file
+        est pleine.
+        """
         if self.batching:
             # The timeout only guards against a stuck model: a batch takes milliseconds.
             return self._get_batcher().submit(image).result(timeout=RESULT_TIMEOUT_S)
@@ -233,7 +326,7 @@ class Predictor:
         if batcher is None:
             with self._batcher_lock:
                 if self._batcher is None:
-                    self._batcher = _Batcher(self, self.max_batch_size, self.batch_wait_ms / 1000)
+                    self._batcher = _Batcher(self, self.max_batch_size, self.batch_wait_ms / 1000, self.max_queued)
                 batcher = self._batcher
         return batcher
 
@@ -250,30 +343,34 @@ class Predictor:
         Lève :class:`ModelFileError` si le fichier est illisible, :class:`IncompatibleModelError` si ses
         classes ou sa taille d'image diffèrent de celles du modèle en service.
         """
-        info = load_model(path)
-        current = self._current
-        if list(info.classes) != list(current.classes):
-            raise IncompatibleModelError(
-                f"Le nouveau modèle a les classes {info.classes}, le modèle en service "
-                f"{list(current.classes)} : les clients attendent les mêmes classes, dans le même ordre."
-            )
-        if info.image_size != current.image_size:
-            raise IncompatibleModelError(
-                f"Le nouveau modèle attend des images {info.image_size}×{info.image_size}, le modèle en "
-                f"service {current.image_size}×{current.image_size}."
-            )
-        serving = ServingModel(info=info)
-        serving.compile()
-        serving.warm_up(self._warm_sizes())
-        return serving
+        return ServingModel.load(
+            path,
+            warm_batch_sizes=warm_batch_sizes(self.batching, self.max_batch_size),
+            compatible_with=self._current,
+        )
 
-    def _warm_sizes(self) -> tuple[int, ...]:
-        # Every batch size the batcher can form: oneDNN prepares its kernels per shape on first use.
-        return tuple(range(1, self.max_batch_size + 1)) if self.batching else (1,)
+    def replace(self, path: str | Path) -> tuple[ServingModel, ServingModel]:
+        """Charge, vérifie et chauffe le modèle de *path*, puis le met en service : ``(ancien, nouveau)``.
+
+        Sérialisé : deux remplacements simultanés se suivent, chacun vérifié contre le modèle qu'il
+        remplace. En cas d'erreur (:class:`ModelFileError`), l'ancien modèle reste en service.
+        """
+        with self._swap_lock:
+            serving = self.load_compatible(path)
+            return self._swap_locked(serving), serving
 
     def swap(self, serving: ServingModel) -> ServingModel:
-        """Met *serving* en service (déjà chargé et chauffé) et renvoie l'ancien modèle."""
+        """Met *serving* en service (déjà chargé et chauffé) et renvoie l'ancien modèle.
+
+        Lève :class:`IncompatibleModelError` (l'ancien reste en service) si ses classes ou sa taille
+        d'image diffèrent de celles du modèle en service.
+        """
         with self._swap_lock:
-            old, self._current = self._current, serving
+            return self._swap_locked(serving)
+
+    def _swap_locked(self, serving: ServingModel) -> ServingModel:
+        old = self._current
+        old.check_replacement(serving)
+        self._current = serving
         log.info("Modèle remplacé : %s → %s", old.version, serving.version)
         return old

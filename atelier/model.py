@@ -83,7 +83,7 @@ def build_cnn(
 
 
 def compile_model(model: keras.Model, learning_rate: float = 3e-3, *, total_steps: int | None = None) -> keras.Model:
-    """Compile le modèle : Adam, entropie croisée pour des étiquettes entières, précision.
+    """Compile le modèle : Adam, entropie croisée pour des étiquettes entières, exactitude (accuracy).
 
     Avec ``total_steps`` (nombre de lots par époque × nombre d'époques), le taux d'apprentissage
     décroît en cosinus de ``learning_rate`` jusqu'à presque zéro à la fin de l'entraînement : de grands

@@ -172,7 +172,8 @@ class ModelRepository:
     * ``classes`` / ``image_size`` : si donnés, une version doit avoir exactement ces classes (dans cet
       ordre) et cette taille d'image (voir :meth:`require`) ;
     * ``sample_dir`` : les images témoins (défaut : :func:`default_sample_dir`) ;
-    * ``loader`` : charge, vérifie et chauffe un modèle (défaut : ``ServingModel.load``).
+    * ``loader`` : charge, vérifie et chauffe un modèle (défaut : ``ServingModel.load``) ;
+    * ``on_invalid`` : appelée ``(version, message)`` chaque fois qu'une version est jugée invalide.
     """
 
     def __init__(
@@ -184,6 +185,7 @@ class ModelRepository:
         image_size: int | None = None,
         sample_dir: str | Path | None = None,
         loader: Callable[[Path], Any] | None = None,
+        on_invalid: Callable[[int, str], None] | None = None,
     ) -> None:
         if not 0 <= min_accuracy <= 1:
             raise ValueError(f"min_accuracy doit être entre 0 et 1 (reçu : {min_accuracy!r}).")
@@ -193,6 +195,7 @@ class ModelRepository:
         self.image_size = image_size
         self.sample_dir = Path(sample_dir) if sample_dir is not None else default_sample_dir()
         self._loader = loader or _default_loader
+        self._on_invalid = on_invalid
         self._verdicts: dict[int, _Verdict] = {}
         self._check_lock = threading.Lock()
         self._loaded: tuple[int, tuple, Any] | None = None  # last model loaded by a successful check
@@ -213,7 +216,8 @@ class ModelRepository:
     def model_file(self, version: int) -> Path:
         return self.root / str(int(version)) / MODEL_FILE
 
-    def _require_exists(self, version: int) -> None:
+    def ensure_exists(self, version: int) -> None:
+        """Lève :class:`RepositoryError` si *version* n'est pas dans le dépôt."""
         if version not in self.versions():
             known = ", ".join(map(str, self.versions())) or "aucune"
             raise RepositoryError(f"La version {version} n'existe pas dans {self.root} (versions : {known}).")
@@ -281,7 +285,7 @@ class ModelRepository:
 
     def pin(self, version: int) -> None:
         """Épingle *version* (qui doit exister) : tous les serveurs qui lisent ce dossier la serviront."""
-        self._require_exists(int(version))
+        self.ensure_exists(int(version))
         atomic_write_text(self.root / PIN_FILE, f"{int(version)}\n")
         log.info("Version %d épinglée dans %s.", version, self.root)
 
@@ -368,6 +372,7 @@ class ModelRepository:
         changent pas. Un échec est écrit dans le journal (en français).
         """
         version = int(version)
+        self.ensure_exists(version)
         with self._check_lock:
             key = self._key(version)
             if self._loaded is not None and self._loaded[:2] == (version, key):
@@ -383,6 +388,7 @@ class ModelRepository:
                 message = str(exc).rstrip(".")
                 self._verdicts[version] = _Verdict(key, message)
                 log.warning("Version %d ignorée dans %s : %s.", version, self.root, message)
+                self._notify_invalid(version, message)
                 raise RepositoryError(f"Version {version} invalide : {message}.") from None
             self._verdicts[version] = _Verdict(key, None)
             self._loaded = (version, key, serving)
@@ -395,6 +401,11 @@ class ModelRepository:
             if self._loaded is not None and self._loaded[0] == int(version):
                 self._loaded = None
         log.warning("Version %d ignorée dans %s : %s", version, self.root, message)
+        self._notify_invalid(int(version), message)
+
+    def _notify_invalid(self, version: int, message: str) -> None:
+        if self._on_invalid is not None:
+            self._on_invalid(version, message)
 
     def release(self) -> None:
         """Oublie le dernier modèle chargé par :meth:`check` (après l'avoir mis en service, par exemple)."""
@@ -487,9 +498,14 @@ class RepositoryPoller:
         self._on_change = on_change
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._poll_lock = threading.Lock()  # the thread and a request (pin) may poll at the same time
 
     def poll_once(self) -> bool:
         """Une lecture du dépôt ; vrai si la version servie a changé."""
+        with self._poll_lock:
+            return self._poll()
+
+    def _poll(self) -> bool:
         try:
             target = self.repository.resolve()
             if target is None or target == self.served:

@@ -1,5 +1,6 @@
 """Les figures de l'atelier, en français : échantillons, répartition des classes, augmentation,
-courbes d'apprentissage, matrice de confusion et galerie des erreurs.
+courbes d'apprentissage, matrice de confusion, galerie des erreurs, convolution pas à pas, filtres et
+cartes d'activation.
 
 Chaque fonction renvoie une :class:`matplotlib.figure.Figure` construite **sans** ``pyplot`` : pas
 d'état global, pas de fenêtre ouverte, utilisable dans un test ou un serveur. Dans un notebook, activez
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from atelier.formatting import decimal, percent
+
 #: One colour per workshop class (the same everywhere), then a fallback cycle for other classes.
 CLASS_COLOURS: dict[str, str] = {
     "forêt": "#2e7d32",
@@ -27,7 +30,7 @@ CLASS_COLOURS: dict[str, str] = {
 _FALLBACK_COLOURS = ("#8e24aa", "#ef6c00", "#00897b", "#c62828", "#5d4037", "#3949ab")
 
 #: French names of the usual Keras metrics, for axis labels and titles.
-METRIC_NAMES: dict[str, str] = {"loss": "Perte (entropie croisée)", "accuracy": "Précision (accuracy)"}
+METRIC_NAMES: dict[str, str] = {"loss": "Perte (entropie croisée)", "accuracy": "Exactitude (accuracy)"}
 
 
 def class_colour(name: str, index: int = 0) -> str:
@@ -37,7 +40,7 @@ def class_colour(name: str, index: int = 0) -> str:
 
 def _percent(value: float, decimals: int = 0) -> str:
     """``0.873`` → ``« 87 % »``, ou ``« 87,3 % »`` avec une décimale (virgule et espace fine insécable)."""
-    return f"{100 * value:.{decimals}f}".replace(".", ",") + "\u202f%"
+    return percent(value, decimals)
 
 
 def as_uint8(image) -> np.ndarray:
@@ -169,7 +172,7 @@ def plot_augmentations(
     rows = math.ceil(len(panels) / columns)
     figure = Figure(figsize=(2.0 * columns, 2.2 * rows + 0.4), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    for ax, (label, picture) in zip(axes, panels):
+    for ax, (label, picture) in zip(axes, panels, strict=False):
         ax.imshow(picture, interpolation="nearest")
         ax.set_title(label, fontsize=10, fontweight="bold" if label == "Originale" else "normal")
     for ax in axes:
@@ -181,7 +184,7 @@ def plot_augmentations(
 
 
 def plot_training_curves(history: Any, *, title: str = "Courbes d'apprentissage") -> Figure:
-    """Perte et précision par époque, sur l'entraînement et la validation (deux graphiques).
+    """Perte et exactitude par époque, sur l'entraînement et la validation (deux graphiques).
 
     ``history`` est l'objet renvoyé par ``model.fit`` ou son dictionnaire ``history.history``.
     La meilleure époque (perte de validation minimale) est marquée d'une ligne verticale.
@@ -193,7 +196,7 @@ def plot_training_curves(history: Any, *, title: str = "Courbes d'apprentissage"
     best = None
     if "val_loss" in values and len(values["val_loss"]):
         best = int(np.argmin(values["val_loss"])) + 1
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes, metrics, strict=False):
         train = np.asarray(values[metric], dtype=float)
         epochs = np.arange(1, len(train) + 1)
         ax.plot(epochs, train, "o-", color="#1565c0", label="entraînement", markersize=4)
@@ -262,7 +265,7 @@ def plot_confusion_matrix(
     ax.set_ylabel("Vraie classe")
     total = int(matrix.sum())
     accuracy = np.trace(matrix) / total if total else 0.0
-    ax.set_title(f"{title}\n{total} images, précision {_percent(accuracy, 1)}")
+    ax.set_title(f"{title}\n{total} images, exactitude {_percent(accuracy, 1)}")
     colorbar = figure.colorbar(image, ax=ax, shrink=0.8)
     colorbar.set_label("Part de la vraie classe")
     return figure
@@ -309,7 +312,7 @@ def plot_misclassified(
     rows = math.ceil(len(shown) / columns)
     figure = Figure(figsize=(2.1 * columns, 2.5 * rows + 0.5), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    for ax, index in zip(axes, shown):
+    for ax, index in zip(axes, shown, strict=False):
         ax.imshow(as_uint8(images[index]), interpolation="nearest")
         predicted = classes[predicted_labels[index]]
         caption = f"vrai : {classes[true_labels[index]]}\nprédit : {predicted}"
@@ -325,57 +328,125 @@ def plot_misclassified(
     return figure
 
 
-def plot_filters(kernel, *, columns: int = 8, title: str = "Filtres de la première couche") -> Figure:
-    """Les filtres d'une première convolution (noyau ``(h, l, 3, n)``), chacun affiché comme une petite
-    image RVB : chaque filtre est ramené entre 0 et 1 (le gris moyen = 0), si bien que sa couleur dit à
-    quelle couleur il réagit et son motif à quel contraste (bord, point, dégradé)."""
+def _annotate_grid(ax, values: np.ndarray, decimals: int, cmap: str = "gray", vmin=None, vmax=None) -> None:
+    """Un petit tableau de nombres affiché comme une image, chaque case avec sa valeur."""
+    ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    middle = (np.nanmax(values) + np.nanmin(values)) / 2 if vmin is None else (vmin + vmax) / 2
+    for (row, column), value in np.ndenumerate(values):
+        colour = "black" if value > middle else "white"
+        ax.text(column, row, decimal(value, decimals), ha="center", va="center", fontsize=9, color=colour)
+    _hide_ticks(ax)
+
+
+def plot_convolution_steps(
+    gray: np.ndarray,
+    kernel: np.ndarray,
+    positions: Sequence[tuple[int, int]],
+    *,
+    feature_map: np.ndarray | None = None,
+    title: str = "Un filtre 3 × 3 glisse sur l'image",
+) -> Figure:
+    """Pas à pas, pour chaque position (ligne, colonne) : la fenêtre 3 × 3, ses pixels, le filtre, la somme.
+
+    ``gray`` est une image en niveaux de gris (valeurs 0–1), ``kernel`` un filtre 3 × 3. Avec
+    ``feature_map`` (la carte calculée par ``Conv2D``), une dernière ligne montre l'image et la carte entière.
+    """
+    gray = np.asarray(gray, dtype=np.float64)
     kernel = np.asarray(kernel, dtype=np.float64)
-    if kernel.ndim != 4 or kernel.shape[2] != 3:
-        raise ValueError(f"Un noyau de forme (h, l, 3, n) est attendu, reçu {kernel.shape}.")
-    count = kernel.shape[-1]
+    rows = len(positions) + (feature_map is not None)
+    figure = Figure(figsize=(11, 2.6 * rows + 0.4), layout="constrained")
+    axes = figure.subplots(rows, 4, squeeze=False)
+    limit = float(np.abs(kernel).max()) or 1.0
+    for (row, column), line in zip(positions, axes, strict=False):
+        window = gray[row - 1 : row + 2, column - 1 : column + 2]
+        products = window * kernel
+        line[0].imshow(gray, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        line[0].add_patch(
+            _rectangle((column - 1.5, row - 1.5), 3, 3, edgecolor="#e53935", facecolor="none", linewidth=2)
+        )
+        line[0].set_title(f"Position (ligne {row}, colonne {column})", fontsize=10)
+        _hide_ticks(line[0])
+        _annotate_grid(line[1], window, 2, vmin=0, vmax=1)
+        line[1].set_title("Pixels de la fenêtre", fontsize=10)
+        _annotate_grid(line[2], kernel, 0, cmap="coolwarm", vmin=-limit, vmax=limit)
+        line[2].set_title("× poids du filtre", fontsize=10)
+        bound = float(np.abs(products).max()) or 1.0
+        _annotate_grid(line[3], products, 2, cmap="coolwarm", vmin=-bound, vmax=bound)
+        line[3].set_title(f"= produits ; somme {decimal(products.sum(), 2)}", fontsize=10)
+    if feature_map is not None:
+        last = axes[-1]
+        last[0].imshow(gray, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        last[0].set_title("Image entière", fontsize=10)
+        # Colour scale from the inside: with padding="same" the zero padding makes the border extreme.
+        inside = np.asarray(feature_map)[1:-1, 1:-1]
+        bound = float(np.abs(inside).max()) if inside.size else 0.0
+        bound = bound or 1.0
+        last[1].imshow(np.asarray(feature_map), cmap="coolwarm", vmin=-bound, vmax=bound, interpolation="nearest")
+        last[1].set_title("Carte d'activation (toutes les positions)", fontsize=10)
+        for ax in last[:2]:
+            _hide_ticks(ax)
+        for ax in last[2:]:
+            ax.set_visible(False)
+    figure.suptitle(title, fontsize=13)
+    return figure
+
+
+def _rectangle(*args, **kwargs):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle(*args, **kwargs)
+
+
+def plot_filters(kernel: np.ndarray, *, columns: int = 8, title: str = "Les filtres de la première couche") -> Figure:
+    """Chaque filtre ``(3, 3, 3)`` d'une couche ``Conv2D`` sur des images RVB, affiché comme une petite image.
+
+    ``kernel`` est le tableau des poids, de forme ``(3, 3, 3, nombre de filtres)`` (``layer.kernel``). Chaque
+    filtre est ramené entre 0 et 1 : une case rouge vif « aime » le rouge à cet endroit, une case sombre le fuit.
+    """
+    weights = np.asarray(kernel, dtype=np.float64)
+    count = weights.shape[-1]
     rows = math.ceil(count / columns)
-    figure = Figure(figsize=(1.1 * columns, 1.15 * rows + 0.5), layout="constrained")
+    figure = Figure(figsize=(1.4 * columns, 1.5 * rows + 0.5), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for index, ax in enumerate(axes):
         _hide_ticks(ax)
         if index >= count:
+            ax.set_visible(False)
             continue
-        weights = kernel[..., index]
-        scale = np.abs(weights).max() or 1.0
-        ax.imshow(0.5 + 0.5 * weights / scale, interpolation="nearest")
-    figure.suptitle(title, fontsize=12)
+        one = weights[..., index]
+        span = one.max() - one.min()
+        ax.imshow((one - one.min()) / span if span else np.zeros_like(one), interpolation="nearest")
+        ax.set_title(f"filtre {index + 1}", fontsize=9)
+    figure.suptitle(title, fontsize=13)
     return figure
 
 
 def plot_feature_maps(
-    images: Sequence[np.ndarray],
-    maps: Mapping[str, Sequence[np.ndarray]],
+    image: np.ndarray,
+    maps: np.ndarray,
     *,
-    labels: Sequence[str] = (),
-    channels: int = 4,
-    title: str = "Cartes de caractéristiques",
+    n: int = 16,
+    columns: int = 8,
+    title: str = "Cartes d'activation",
 ) -> Figure:
-    """Pour chaque image (une ligne), l'image puis, pour chaque couche de ``maps`` (nom → une carte
-    ``(h, l, c)`` par image), les ``channels`` cartes les plus actives en moyenne sur toutes les images."""
-    names = list(maps)
-    figure = Figure(figsize=(1.45 * (1 + channels * len(names)), 1.6 * len(images) + 0.7), layout="constrained")
-    axes = figure.subplots(len(images), 1 + channels * len(names), squeeze=False)
-    chosen = {
-        name: np.argsort(-np.mean([m.mean(axis=(0, 1)) for m in maps[name]], axis=0))[:channels] for name in names
-    }
-    for row, image in enumerate(images):
-        axes[row, 0].imshow(as_uint8(image), interpolation="nearest")
-        axes[row, 0].set_title(labels[row] if row < len(labels) else "image", fontsize=9)
-        for block, name in enumerate(names):
-            for k, channel in enumerate(chosen[name]):
-                ax = axes[row, 1 + block * channels + k]
-                ax.imshow(maps[name][row][..., channel], cmap="magma", interpolation="nearest")
-                if row == 0:
-                    size = maps[name][row].shape[0]
-                    ax.set_title(f"{name} n° {channel}\n{size}×{size}", fontsize=8)
-    for ax in axes.ravel():
+    """L'image puis ses ``n`` premières cartes d'activation (``maps`` de forme ``(hauteur, largeur, canaux)``)."""
+    maps = np.asarray(maps, dtype=np.float64)
+    count = min(n, maps.shape[-1])
+    rows = math.ceil((count + 1) / columns)
+    figure = Figure(figsize=(1.5 * columns, 1.6 * rows + 0.5), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    axes[0].imshow(as_uint8(image), interpolation="nearest")
+    axes[0].set_title("image", fontsize=9, fontweight="bold")
+    for index, ax in enumerate(axes):
         _hide_ticks(ax)
-    figure.suptitle(title, fontsize=12)
+        if index == 0:
+            continue
+        if index > count:
+            ax.set_visible(False)
+            continue
+        ax.imshow(maps[..., index - 1], cmap="viridis", interpolation="nearest")
+        ax.set_title(f"canal {index}", fontsize=9)
+    figure.suptitle(f"{title} ({maps.shape[0]} × {maps.shape[1]}, {count} canaux sur {maps.shape[-1]})", fontsize=13)
     return figure
 
 

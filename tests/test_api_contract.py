@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from atelier.api import create_app, create_app_from_env, settings_from_env
+from atelier.api import ApiSettings, create_app, create_app_from_env
 from atelier.history import History, sanitize_filename
 from tests.conftest import encode, textured_rgb
 
@@ -280,10 +280,10 @@ def test_settings_from_env(monkeypatch, saved_model, tmp_path):
     monkeypatch.setenv("ATELIER_MAX_UPLOAD_MB", "2")
     monkeypatch.setenv("ATELIER_CORS_ORIGINS", "https://a.fr, https://b.fr")
     monkeypatch.setenv("ATELIER_BATCHING", "0")
-    options = settings_from_env()
-    assert options["max_upload_bytes"] == 2 * 1024 * 1024
-    assert options["cors_origins"] == ("https://a.fr", "https://b.fr")
-    assert options["batching"] is False
+    options = ApiSettings.from_env()
+    assert options.max_upload_bytes == 2 * 1024 * 1024
+    assert options.cors_origins == ("https://a.fr", "https://b.fr")
+    assert options.batching is False
     with TestClient(create_app_from_env()) as env_client:
         assert env_client.get("/model").status_code == 401
         response = _post(env_client, encode(textured_rgb()), headers={"X-API-Key": KEY})
@@ -291,7 +291,7 @@ def test_settings_from_env(monkeypatch, saved_model, tmp_path):
     assert (tmp_path / "env.sqlite3").exists()
     monkeypatch.setenv("ATELIER_MAX_UPLOAD_MB", "beaucoup")
     with pytest.raises(ValueError, match="ATELIER_MAX_UPLOAD_MB"):
-        settings_from_env()
+        ApiSettings.from_env()
 
 
 def test_api_key_must_be_sendable_in_a_header(saved_model):
@@ -339,6 +339,88 @@ def test_uncertainty_threshold_must_be_a_probability(saved_model, bad):
 
 def test_uncertainty_threshold_from_env(monkeypatch, saved_model):
     monkeypatch.setenv("ATELIER_MODEL", str(saved_model[0]))
-    assert settings_from_env()["uncertainty_threshold"] is None
+    assert ApiSettings.from_env().uncertainty_threshold is None
     monkeypatch.setenv("ATELIER_UNCERTAINTY_THRESHOLD", "0.7")
-    assert settings_from_env()["uncertainty_threshold"] == 0.7
+    assert ApiSettings.from_env().uncertainty_threshold == 0.7
+
+
+# --- every response has the shape /docs describes (schemas forbid extra fields) ---------------------------
+def test_every_route_answers_with_its_documented_model(saved_model):
+    """Real answers validated against the Pydantic models of /docs: a field added, renamed or dropped fails."""
+    from atelier.api.schemas import ErrorOut, HealthOut, HistoryOut, ModelOut, ModelSwapOut, PredictionOut
+
+    app = create_app(saved_model[0], db_path=":memory:", uncertainty_threshold=0.5)
+    with TestClient(app) as http:
+        predicted = _post(http, encode(textured_rgb()))
+        assert predicted.status_code == 200
+        PredictionOut.model_validate(predicted.json())
+        HealthOut.model_validate(http.get("/health").json())
+        ModelOut.model_validate(http.get("/model").json())
+        HistoryOut.model_validate(http.get("/predictions").json())
+        swapped = http.put("/model", params={"reload": "true"})
+        assert swapped.status_code == 200
+        ModelSwapOut.model_validate(swapped.json())
+        for error in (_post(http, b""), http.get("/predictions", params={"limit": 0}), http.get("/absent")):
+            ErrorOut.model_validate(error.json())
+        operations = http.get("/openapi.json").json()["paths"]
+    documented = {
+        ("/predict", "post"): "PredictionOut",
+        ("/health", "get"): "HealthOut",
+        ("/model", "get"): "ModelOut",
+        ("/model", "put"): "ModelSwapOut",
+        ("/predictions", "get"): "HistoryOut",
+    }
+    for (path, method), name in documented.items():
+        content = operations[path][method]["responses"]["200"]["content"]["application/json"]
+        assert content["schema"] == {"$ref": f"#/components/schemas/{name}"}, (path, method)
+
+
+def test_schemas_refuse_a_drifted_answer():
+    """The check above can fail: an unknown or missing field is refused."""
+    from pydantic import ValidationError
+
+    from atelier.api.schemas import HealthOut
+
+    with pytest.raises(ValidationError):
+        HealthOut.model_validate({"status": "ok", "model_version": "v1", "extra": 1})
+    with pytest.raises(ValidationError):
+        HealthOut.model_validate({"status": "ok"})
+
+
+def test_settings_objects_and_unknown_names(saved_model):
+    settings = ApiSettings(saved_model[0], db_path=":memory:", api_key=KEY)
+    with TestClient(create_app(settings, api_key=None)) as http:  # keywords override a settings object
+        assert http.get("/model").status_code == 200
+    with pytest.raises(TypeError, match="Réglage inconnu : max_upload"):
+        create_app(saved_model[0], max_upload=3)
+    with pytest.raises(ValueError, match="max_batch_size doit être un entier positif"):
+        ApiSettings(saved_model[0], max_batch_size=0)
+    with pytest.raises(ValueError, match="clé d'API") as info:
+        ApiSettings(saved_model[0], api_key=" secret ")
+    assert "secret" not in str(info.value), "a key is never repeated in an error"
+
+
+def test_settings_from_env_errors_name_the_variable(monkeypatch, saved_model):
+    monkeypatch.setenv("ATELIER_MODEL", str(saved_model[0]))
+    for name, raw in (("ATELIER_MAX_BATCH", "0"), ("ATELIER_UNCERTAINTY_THRESHOLD", "1.5"), ("ATELIER_MAX_QUEUE", "x")):
+        monkeypatch.setenv(name, raw)
+        with pytest.raises(ValueError, match=name):
+            ApiSettings.from_env()
+        monkeypatch.delenv(name)
+    assert ApiSettings.from_env().model_path == saved_model[0]
+
+
+def test_predict_answers_503_in_french_when_the_predictor_cannot_take_the_image(saved_model, monkeypatch):
+    """Stopping or overloaded predictor (atelier.inference.PredictorUnavailableError): 503 + Retry-After, no 500."""
+    from atelier.inference import PredictorUnavailableError
+
+    app = create_app(saved_model[0], db_path=":memory:")
+    with TestClient(app) as http:
+
+        def unavailable(image):
+            raise PredictorUnavailableError("Le service est surchargé : réessayez dans un instant.")
+
+        monkeypatch.setattr(app.state.atelier.predictor, "predict_array", unavailable)
+        response = _post(http, encode(textured_rgb()))
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert _is_french_error(response) and "réessayez" in response.json()["detail"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from atelier.inference import Predictor, ServingModel
+from atelier.inference import IncompatibleModelError, Predictor, PredictorUnavailableError, ServingModel
 from atelier.model_io import ModelFileError
 
 
@@ -60,17 +61,126 @@ def test_micro_batching_groups_concurrent_requests_and_keeps_answers(serving):
         predictor.close()
     assert sum(sizes) == 24 and max(sizes) > 1 and max(sizes) <= 8
     alone = serving.run(np.stack(images).astype(np.float32))
-    for result, row in zip(results, alone):
+    for result, row in zip(results, alone, strict=True):
         np.testing.assert_allclose(result.probabilities, row, rtol=1e-4, atol=1e-6)
         assert result.model_version == serving.version
 
 
-def test_swap_refuses_incompatible_model_and_keeps_serving(serving, tmp_path):
+def test_replace_refuses_bad_or_incompatible_models_and_keeps_serving(serving, tmp_path):
+    from atelier.model import build_cnn
+    from atelier.model_io import save_model
+
     predictor = Predictor(serving, batching=False)
     with pytest.raises(ModelFileError):
-        predictor.load_compatible(tmp_path / "absent.keras")
+        predictor.replace(tmp_path / "absent.keras")
+    three = tmp_path / "trois.keras"
+    save_model(build_cnn(["a", "b", "c"], 64, augment=False), three, classes=["a", "b", "c"], data_source="test")
+    with pytest.raises(IncompatibleModelError, match="classes"):
+        predictor.replace(three)
+    with pytest.raises(IncompatibleModelError):  # swap() checks too: no caller can bypass the rule
+        predictor.swap(ServingModel.load(three))
     assert predictor.current is serving
-    same = predictor.load_compatible(serving.info.path)
-    old = predictor.swap(same)
-    assert old is serving and predictor.current is same
+    old, new = predictor.replace(serving.info.path)
+    assert old is serving and predictor.current is new and new is not serving
     assert predictor.predict_array(_images(1)[0]).model_version == serving.version
+
+
+def test_replacements_are_serialised_by_the_predictor(serving, monkeypatch):
+    """Check-then-swap runs under the predictor's own lock: two replacements never overlap."""
+    inside, overlaps = [], []
+    real_load = ServingModel.load
+
+    def slow_load(path, **options):
+        inside.append(path)
+        if len(inside) > 1:
+            overlaps.append(path)
+        time.sleep(0.2)
+        try:
+            return real_load(path, **options)
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(ServingModel, "load", staticmethod(slow_load))
+    predictor = Predictor(serving, batching=False)
+    with ThreadPoolExecutor(3) as pool:
+        results = [f.result(60) for f in [pool.submit(predictor.replace, serving.info.path) for _ in range(3)]]
+    assert not overlaps
+    # Each replacement replaced the model installed by the previous one.
+    chain = [old for old, _ in results] + [results[-1][1]]
+    assert {id(old) for old, _ in results[1:]} == {id(new) for _, new in results[:-1]}
+    assert len({id(m) for m in chain}) == 4
+
+
+class _PausingQueue:
+    """Wraps the batcher's queue: the first image put waits for *on_first_put* (a concurrent stop)."""
+
+    def __init__(self, inner, on_first_put):
+        self._inner = inner
+        self._on_first_put = on_first_put
+
+    def put(self, item):
+        if item is not None and self._on_first_put is not None:
+            hook, self._on_first_put = self._on_first_put, None
+            hook()
+        self._inner.put(item)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_a_request_submitted_while_stopping_fails_fast(serving):
+    """stop() between submit's check and its enqueue must not leave the request waiting 120 s."""
+    predictor = Predictor(serving, batching=True, max_batch_size=4)
+    batcher = predictor._get_batcher()
+    stopper = threading.Thread(target=batcher.stop)
+
+    def stop_now():
+        stopper.start()
+        stopper.join(0.5)  # with the fix, stop() waits for this submit to finish enqueueing
+
+    batcher._queue = _PausingQueue(batcher._queue, stop_now)
+    start = time.monotonic()
+    future = batcher.submit(_images(1)[0])
+    try:
+        outcome = future.result(timeout=5)
+        assert outcome.model_version == serving.version  # queued before the stop marker: served
+    except PredictorUnavailableError as exc:  # or refused at once, in French
+        assert "réessayez" in str(exc)
+    assert time.monotonic() - start < 5
+    stopper.join(5)
+    with pytest.raises(PredictorUnavailableError, match="réessayez"):
+        batcher.submit(_images(1)[0])
+    predictor.close()
+
+
+def test_batcher_queue_is_bounded(serving):
+    gate, running = threading.Event(), threading.Event()
+
+    class Blocked:
+        info, version, classes, image_size = serving.info, serving.version, serving.classes, serving.image_size
+
+        @staticmethod
+        def run(images):
+            running.set()
+            gate.wait(10)
+            return serving.run(images)
+
+    predictor = Predictor(Blocked(), batching=True, max_batch_size=1, max_queued=2)  # type: ignore[arg-type]
+    image = _images(1)[0]
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            first = pool.submit(predictor.predict_array, image)
+            assert running.wait(10)  # the first image is in the network, two more may wait
+            waiting = [pool.submit(predictor.predict_array, image) for _ in range(2)]
+            deadline = time.monotonic() + 5
+            while predictor._get_batcher()._queue.qsize() < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            start = time.monotonic()
+            with pytest.raises(PredictorUnavailableError, match="surchargé"):
+                predictor.predict_array(image)
+            assert time.monotonic() - start < 1, "refused at once, not after a wait"
+            gate.set()
+            assert [f.result(10).model_version for f in [first, *waiting]] == [serving.version] * 3
+    finally:
+        gate.set()
+        predictor.close()

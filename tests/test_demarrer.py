@@ -99,5 +99,98 @@ def test_first_command_opens_jupyterlab_on_the_notebooks(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
             output, _ = process.communicate()
     assert "Préparation du jeu de données par défaut" in output
+    installed = ROOT / ".venv" / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    assert installed.read_bytes() == (ROOT / "config" / "jupyterlab" / "overrides.json").read_bytes()
     assert f"http://127.0.0.1:{port}/lab" in output
     assert "Traceback" not in output.split("Ouverture de JupyterLab")[0]
+
+
+# --------------------------------------------------------------------------- JupyterLab in French, no news pop-up
+
+
+def _demarrer_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demarrer_module", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lab_overrides_make_french_the_default_and_turn_the_news_off():
+    import json
+
+    overrides = json.loads((ROOT / "config" / "jupyterlab" / "overrides.json").read_text(encoding="utf-8"))
+    assert overrides["@jupyterlab/translation-extension:plugin"] == {"locale": "fr_FR"}
+    assert overrides["@jupyterlab/apputils-extension:notification"] == {"fetchNews": "false", "checkForUpdates": False}
+    # Every overridden setting exists in the schemas of the installed JupyterLab, with an allowed value.
+    schemas = Path(sys.prefix) / "share" / "jupyter" / "lab" / "schemas"
+    for plugin, values in overrides.items():
+        package, name = plugin.split(":")
+        schema = json.loads((schemas / package / f"{name}.json").read_text(encoding="utf-8"))
+        for key, value in values.items():
+            spec = schema["properties"][key]
+            allowed = [choice["const"] for choice in spec.get("oneOf", [])]
+            assert not allowed or value in allowed, (plugin, key, value)
+    packs = Path(sys.prefix).glob("lib*/**/jupyterlab_language_pack_fr_FR/locale/fr_FR")
+    assert any(packs), "le paquet de langue jupyterlab-language-pack-fr-FR n'est pas installé"
+
+
+def test_install_lab_settings_writes_only_into_the_given_environment(tmp_path):
+    demarrer = _demarrer_module()
+    target = demarrer.install_lab_settings(tmp_path / "venv")
+    assert target == tmp_path / "venv" / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    assert target.read_bytes() == demarrer.LAB_SETTINGS.read_bytes()
+    assert demarrer.install_lab_settings(tmp_path / "venv") == target  # idempotent
+
+
+def test_headless_jupyterlab_serves_french_defaults(tmp_path):
+    """A real JupyterLab reading the overrides as installed by demarrer.py: its settings API says fr_FR."""
+    import json
+
+    settings = _demarrer_module().install_lab_settings(tmp_path / "venv").parent
+    port, token = free_port(), "jeton-de-test"
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_CONFIG_DIR=str(tmp_path / "config"))
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        f"--ServerApp.port={port}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.token={token}",
+        f"--ServerApp.root_dir={tmp_path}",
+        f"--LabApp.app_settings_dir={settings}",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/lab/api"
+
+    def get(path):
+        with urllib.request.urlopen(f"{base}/{path}?token={token}", timeout=5) as response:
+            return json.loads(response.read())
+
+    try:
+        deadline = time.monotonic() + 120
+        translation = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                translation = get("settings/@jupyterlab/translation-extension:plugin")
+                break
+            except OSError:
+                time.sleep(1)
+        assert translation is not None, "JupyterLab n'a pas répondu"
+        assert translation["schema"]["properties"]["locale"]["default"] == "fr_FR"
+        notification = get("settings/@jupyterlab/apputils-extension:notification")
+        assert notification["schema"]["properties"]["fetchNews"]["default"] == "false"
+        assert notification["schema"]["properties"]["checkForUpdates"]["default"] is False
+        french = get("translations/fr_FR")
+        assert french["data"] and "jupyterlab" in french["data"]
+        assert "Fichier" in json.dumps(french["data"]["jupyterlab"], ensure_ascii=False)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()

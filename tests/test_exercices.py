@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import time
 import types
 
 import pytest
@@ -89,6 +90,14 @@ def test_an_unexpected_error_inside_the_check_is_a_wrong_answer_not_a_traceback(
 
     result = ex1.evaluate({"value": 3})
     assert result.status == WRONG and "AttributeError (attribut inexistant)" in result.message
+
+
+def test_a_multi_line_error_still_gives_one_line():
+    def double(x):
+        raise ValueError("première ligne\n\n  deuxième ligne")
+
+    line = _toy().evaluate({"double": double}).line
+    assert "\n" not in line and "première ligne deuxième ligne" in line
 
 
 def test_check_can_raise_wrong_and_not_done_and_return_a_message():
@@ -246,5 +255,7 @@ def learner_namespace(item, context=None):
 
 @pytest.mark.parametrize(("chapter", "item"), EXERCISES, ids=EXERCISE_IDS)
 def test_untouched_gap_is_not_done(chapter, item):
-    result = item.evaluate(learner_namespace(item, {"splits": types.SimpleNamespace()}))
+    # What the cells before the exercise define, as far as the gap cells use it before their gap.
+    context = {"splits": types.SimpleNamespace(), "time": time, "new_model": lambda: None}
+    result = item.evaluate(learner_namespace(item, context))
     assert result.status == TODO and "pas encore fait" in result.message, result

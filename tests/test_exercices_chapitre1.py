@@ -23,14 +23,41 @@ def _splits():
     return part(train=part(images=train), validation=part(images=other[:10]), test=part(images=other[10:]))
 
 
+class _Part:
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+
+class _Splits:
+    """The tiny splits with len() on each part, as ImageDataset has."""
+
+    def __init__(self, splits):
+        self.train, self.validation, self.test = (
+            _Part(p.images) for p in (splits.train, splits.validation, splits.test)
+        )
+
+
 def _solution_namespace(item):
     namespace = {"tf": tf, "keras": keras, "np": np, "splits": _splits()}
+    if item is ex.ex4:  # workshop-sized images: 40 for training (batches of 32), 10 for validation
+        part = types.SimpleNamespace
+        images = np.zeros((50, 64, 64, 3), np.uint8)
+        namespace["splits"] = _Splits(
+            part(train=part(images=images[:40]), validation=part(images=images[40:]), test=part(images=images[:0]))
+        )
+        namespace["train_ds"] = tf.data.Dataset.from_tensor_slices(images[:40].astype("float32")).batch(32)
+        namespace["val_ds"] = tf.data.Dataset.from_tensor_slices(images[40:].astype("float32")).batch(256)
+        namespace["train_ds"] = namespace["train_ds"].map(lambda x: (x, 0))
+        namespace["val_ds"] = namespace["val_ds"].map(lambda x: (x, 0))
     for cell_id in item.cells:
         exec(solution_text(item.notebook, cell_id), namespace)
     return namespace
 
 
-@pytest.mark.parametrize("item", [ex.ex1, ex.ex2, ex.ex3], ids=["ex1", "ex2", "ex3"])
+@pytest.mark.parametrize("item", [ex.ex1, ex.ex2, ex.ex3, ex.ex4], ids=["ex1", "ex2", "ex3", "ex4"])
 def test_solution_passes(item):
     result = item.evaluate(_solution_namespace(item))
     assert result.status == OK, result
@@ -67,6 +94,21 @@ def _stats_with(**changes):
     return answer
 
 
+def _flows():
+    """50 training images in batches of 16 (16, 16, 16, 2) and 10 validation images in one batch of 256."""
+    images = np.zeros((60, 8, 8, 3), np.float32)
+    labels = np.zeros(60, np.int32)
+    train = tf.data.Dataset.from_tensor_slices((images[:50], labels[:50])).shuffle(50, seed=0).batch(16)
+    validation = tf.data.Dataset.from_tensor_slices((images[50:], labels[50:])).batch(256)
+    return {"train_ds": train, "val_ds": validation}
+
+
+def _lots(**changes):
+    answer = {"n_train_batches": 4, "train_batch_shape": (16, 8, 8, 3), "val_batch_shape": (10, 8, 8, 3)}
+    answer.update(changes)
+    return {**answer, **_flows()}
+
+
 CATALOGUE = [
     # exercice 1 : normalize
     (ex.ex1, {"normalize": lambda images: images / 255}, "float64 au lieu de float32"),
@@ -90,6 +132,13 @@ CATALOGUE = [
     (ex.ex3, _stats(part="all"), "calculé sur tout le jeu"),
     (ex.ex3, _stats_with(channel_std=_stats()["channel_std"] ** 2), "est la variance"),
     (ex.ex3, _stats_with(channel_mean=_stats()["channel_std"], channel_std=_stats()["channel_mean"]), "channel_mean"),
+    # exercice 4 : predicting the batches
+    (ex.ex4, _lots(n_train_batches=3), "ne tombe pas juste"),
+    (ex.ex4, _lots(n_train_batches=50), "c'est le nombre d'images"),
+    (ex.ex4, _lots(train_batch_shape=(8, 8, 3)), "un lot d'images en a quatre"),
+    (ex.ex4, _lots(train_batch_shape=(16, 3, 8, 8)), "canaux en premier"),
+    (ex.ex4, _lots(train_batch_shape=(None, 8, 8, 3)), "contient None"),
+    (ex.ex4, _lots(val_batch_shape=(256, 8, 8, 3)), "tf.data ne complète pas le dernier lot"),
 ]
 
 
@@ -103,7 +152,7 @@ def test_wrong_answer_gets_its_message(item, answers, fragment):
 
 
 def test_catalogue_has_two_wrong_answers_per_exercise():
-    for item in (ex.ex1, ex.ex2, ex.ex3):
+    for item in (ex.ex1, ex.ex2, ex.ex3, ex.ex4):
         assert sum(entry[0] is item for entry in CATALOGUE) >= 2
 
 

@@ -7,11 +7,10 @@ import logging
 import threading
 import time
 
-import numpy as np
 import pytest
 
 from atelier.labels import CLASSES
-from atelier.model_io import ModelFileError, file_sha256, metadata_path, save_model
+from atelier.model_io import ModelFileError, file_sha256, metadata_path
 from atelier.model_repository import (
     MODEL_FILE,
     PIN_FILE,
@@ -21,48 +20,14 @@ from atelier.model_repository import (
     default_sample_dir,
 )
 
+from .tiny_models import make_models
+
 SAMPLES = default_sample_dir()
-
-
-def tiny_model(classes=CLASSES, *, shift: int = 0, size: int = 64, nan: bool = False):
-    """Mean colour → softmax: a few parameters, decisive labels; *shift* rotates the classes."""
-    import keras
-
-    n = len(classes)
-    model = keras.Sequential(
-        [
-            keras.Input((size, size, 3)),
-            keras.layers.Rescaling(1 / 255),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(n, activation="softmax"),
-        ]
-    )
-    rng = np.random.default_rng(0)
-    kernel = rng.normal(0, 30, (3, n)).astype("float32")
-    kernel = np.roll(kernel, shift, axis=1)
-    if nan:
-        kernel[:] = np.nan
-    model.layers[-1].set_weights([kernel, np.zeros(n, "float32")])
-    return model
-
-
-def save_tiny(path, classes=CLASSES, accuracy: float | None = 0.9, **options):
-    metrics = {} if accuracy is None else {"test_accuracy": accuracy}
-    save_model(tiny_model(classes, **options), path, classes=list(classes), data_source="test", metrics=metrics)
-    return path
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("modeles")
-    return {
-        "a": save_tiny(root / "a.keras"),
-        "b": save_tiny(root / "b.keras", shift=1),
-        "low": save_tiny(root / "low.keras", accuracy=0.3),
-        "none": save_tiny(root / "none.keras", accuracy=None),
-        "three": save_tiny(root / "three.keras", classes=CLASSES[:3]),
-        "nan": save_tiny(root / "nan.keras", nan=True),
-    }
+    return make_models(tmp_path_factory.mktemp("modeles"))
 
 
 def replace_model_file(repo: ModelRepository, version: int, source) -> None:

@@ -127,8 +127,8 @@ def test_training_curves_in_french_with_best_epoch():
     figure = plots.plot_training_curves(history)
     loss_ax, accuracy_ax = figure.axes
     assert loss_ax.get_xlabel() == accuracy_ax.get_xlabel() == "Époque"
-    assert loss_ax.get_ylabel() == "Perte" and accuracy_ax.get_ylabel() == "Précision"
-    assert loss_ax.get_title().startswith("Perte") and accuracy_ax.get_title().startswith("Précision")
+    assert loss_ax.get_ylabel() == "Perte" and accuracy_ax.get_ylabel() == "Exactitude"
+    assert loss_ax.get_title().startswith("Perte") and accuracy_ax.get_title().startswith("Exactitude")
     assert len(figure.legends) == 1 and loss_ax.get_legend() is None
     legend = [t.get_text() for t in figure.legends[0].get_texts()]
     assert legend == ["entraînement", "validation", "meilleure époque (3)"]
@@ -161,7 +161,7 @@ def test_confusion_matrix_labels_counts_and_percentages(n_classes):
     assert len(cells) == n_classes**2
     assert cells[0] == "8\n80\u202f%" and cells[1] == "2\n20\u202f%"
     assert cells.count("0") == n_classes**2 - n_classes - 1
-    assert ax.get_title() == f"Matrice de confusion\n{8 * n_classes + 2} images, précision " + (
+    assert ax.get_title() == f"Matrice de confusion\n{8 * n_classes + 2} images, exactitude " + (
         f"{100 * 8 * n_classes / (8 * n_classes + 2):.1f}".replace(".", ",") + "\u202f%"
     )
     _assert_french(figure)
@@ -210,3 +210,27 @@ def test_float_images_in_0_1_are_displayed_like_uint8():
     figure = plots.plot_augmentations(image.astype(np.float32) / 255.0, lambda b: b * 255.0, n=1)
     shown = [ax.images[0].get_array() for ax in _visible_axes(figure)]
     assert np.array_equal(shown[0], image) and np.array_equal(shown[1], image)
+
+
+def test_convolution_steps_show_window_kernel_products_and_their_sum():
+    rng = np.random.default_rng(0)
+    gray = rng.uniform(0, 1, size=(16, 16))
+    kernel = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1.0]])
+    figure = plots.plot_convolution_steps(gray, kernel, [(5, 5), (10, 3)], feature_map=np.zeros((16, 16)))
+    visible = [ax for ax in figure.axes if ax.get_visible()]
+    assert len(visible) == 2 * 4 + 2
+    expected = (gray[4:7, 4:7] * kernel).sum()
+    assert visible[3].get_title() == f"= produits ; somme {expected:.2f}".replace(".", ",")
+    assert visible[0].get_title() == "Position (ligne 5, colonne 5)"
+    assert len(visible[1].texts) == 9 and "," in visible[1].texts[0].get_text()
+
+
+def test_filters_and_feature_maps_one_panel_each():
+    kernel = np.random.default_rng(0).normal(size=(3, 3, 3, 10))
+    figure = plots.plot_filters(kernel, columns=4)
+    assert [ax.get_title() for ax in figure.axes if ax.get_visible()] == [f"filtre {i}" for i in range(1, 11)]
+    maps = np.random.default_rng(1).uniform(size=(8, 8, 20))
+    figure = plots.plot_feature_maps(np.zeros((8, 8, 3), np.uint8), maps, n=6, columns=4)
+    titles = [ax.get_title() for ax in figure.axes if ax.get_visible()]
+    assert titles == ["image", *[f"canal {i}" for i in range(1, 7)]]
+    assert "6 canaux sur 20" in figure.texts[0].get_text()

@@ -11,12 +11,15 @@ from ..french_argparse import FrenchArgumentParser
 from .bench import BENCH
 from .core import CliError, Command
 from .dataset import DATA
+from .repository import MODELS, PUBLISH
 from .serve import SERVE
 from .training import EVALUATE, TRAIN
 from .weights import WEIGHTS
 
 #: Every subcommand, by name, in the order of ``python -m atelier --help``.
-COMMANDS: dict[str, Command] = {command.name: command for command in (DATA, TRAIN, EVALUATE, SERVE, BENCH, WEIGHTS)}
+COMMANDS: dict[str, Command] = {
+    command.name: command for command in (DATA, TRAIN, EVALUATE, PUBLISH, MODELS, SERVE, BENCH, WEIGHTS)
+}
 
 
 def _print_json(result: Any) -> None:

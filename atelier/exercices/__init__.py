@@ -33,8 +33,10 @@ also work, which is what the tests do through :meth:`Exercise.evaluate`)::
   configurations, a model's output on fixed inputs, an HTTP answer, an SQL result), never source text.
   Raise :class:`Wrong` directly for a computed message, :class:`NotDone` for "not started yet".
 * **Learner code** is called through :func:`attempt`: ``NotImplementedError("À compléter…")`` becomes
-  🟡, any other exception a ❌ line naming the exception in French; ``known_errors`` explains typical
-  exceptions precisely (e.g. Keras' ``ValueError`` for ``RandomRotation(90)``). An unexpected exception in
+  🟡, any other exception a ❌ line naming the exception in French; ``known_errors`` (type, message
+  fragment, explanation) or ``explain(exception)`` explain typical exceptions precisely — e.g. Keras'
+  ``ValueError`` for ``RandomRotation(90)``, told apart from ``RandomContrast(20)`` with
+  ``raised_in(error, "random_rotation")``, which looks at the traceback's file names. An unexpected exception in
   the check itself (an answer of the wrong kind) is also turned into a ❌ line: the learner never sees a
   traceback. A variable that is missing, ``...`` or ``None`` gives 🟡 without calling the check.
 * **Solution.** Mark the answer in the solution notebook with ``### BEGIN SOLUTION`` / ``### END
@@ -70,7 +72,7 @@ from .base import (
 )
 from .solution_source import SolutionNotFound, solution_text
 
-CHAPTERS = ("chapitre1", "chapitre3")
+CHAPTERS = ("chapitre1", "chapitre2", "chapitre3", "chapitre4", "chapitre5", "chapitre6")
 
 __all__ = [
     "CHAPTERS",

@@ -188,7 +188,7 @@ class Exercise:
         return self._result(OK, verdict if isinstance(verdict, str) else self.success)
 
     def _result(self, status: str, message: str) -> Result:
-        return Result(status, f"{self.title} : {message}")
+        return Result(status, " ".join(f"{self.title} : {message}".split()))  # always exactly one line
 
     def verifier(self, *args: Any, **answers: Any) -> None:
         """Vérifie votre réponse et affiche une ligne : ✅ juste, ❌ faux (avec l'explication), 🟡 pas encore fait.

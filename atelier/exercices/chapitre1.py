@@ -261,3 +261,70 @@ def ex3(channel_mean, channel_std, splits):
     expect(
         close(std, ref_std), "channel_std ne correspond pas à l'écart type de chaque canal des images d'entraînement."
     )
+
+
+# ---------------------------------------------------------------- exercice 4 : prédire les lots de tf.data
+
+
+def _shape(value, name: str) -> tuple:
+    try:
+        shape = tuple(None if item is None else int(item) for item in value)
+    except (TypeError, ValueError):
+        raise Wrong(f"{name} doit être une forme, un tuple d'entiers comme (8, 64, 64, 3).") from None
+    if None in shape:
+        raise Wrong(
+            f"{name} contient None : c'est ainsi que Keras affiche une taille de lot qui peut varier. Ici, "
+            "prédisez la vraie taille de ce lot."
+        )
+    return shape
+
+
+@exercise(
+    notebook=NOTEBOOK,
+    cells="prediction-lots",
+    hints=(
+        "Partez des effectifs de la section 7 : combien d'images d'entraînement, de validation ? Un lot regroupe "
+        "32 images (256 pour la validation) ; que devient la fin, si le compte ne tombe pas juste ?",
+        "Un lot d'images a quatre dimensions : (images du lot, hauteur, largeur, canaux), canaux en dernier. Le "
+        "dernier lot n'est pas complété : il garde les images qui restent.",
+        "n_train_batches = nombre d'images d'entraînement / 32 arrondi au-dessus ; val_batch_shape commence par "
+        "le nombre d'images restant dans le dernier lot de validation.",
+    ),
+    success="trois prédictions justes : vous savez ce que tf.data donnera au modèle.",
+)
+def ex4(n_train_batches, train_batch_shape, val_batch_shape, train_ds, val_ds):
+    batches = [tuple(int(x) for x in images.shape) for images, _ in train_ds]
+    train_images = sum(batch[0] for batch in batches)
+    first_shape, count = batches[0], len(batches)
+    last_val = [tuple(int(x) for x in images.shape) for images, _ in val_ds][-1]
+    try:
+        predicted = int(n_train_batches)
+    except (TypeError, ValueError):
+        raise Wrong("n_train_batches doit être un nombre entier de lots.") from None
+    expect(predicted != train_images, f"{predicted}, c'est le nombre d'images : un lot en regroupe {first_shape[0]}.")
+    if predicted == train_images // first_shape[0] and predicted != count:
+        raise Wrong(
+            f"{train_images} images / {first_shape[0]} ne tombe pas juste : le reste forme un dernier lot, plus "
+            "petit, qui compte aussi (arrondi au-dessus)."
+        )
+    expect(
+        predicted == count, f"{predicted} lots au lieu de {count} : {train_images} images par lots de {first_shape[0]}."
+    )
+    shape = _shape(train_batch_shape, "train_batch_shape")
+    expect(
+        len(shape) == 4,
+        f"train_batch_shape a {len(shape)} dimensions : un lot d'images en a quatre, (images du lot, hauteur, "
+        "largeur, canaux).",
+    )
+    expect(
+        shape != (first_shape[0], first_shape[3], first_shape[1], first_shape[2]),
+        "canaux en premier : Keras (et TensorFlow) rangent les canaux en dernier, (lot, hauteur, largeur, canaux).",
+    )
+    expect(shape == first_shape, f"train_batch_shape {shape} au lieu de {first_shape}.")
+    shape = _shape(val_batch_shape, "val_batch_shape")
+    if shape[0] != last_val[0] and shape[1:] == last_val[1:]:
+        raise Wrong(
+            f"le dernier lot de validation n'a pas {shape[0]} images : tf.data ne complète pas le dernier lot, il "
+            f"garde les images qui restent ({last_val[0]} ici)."
+        )
+    expect(shape == last_val, f"val_batch_shape {shape} au lieu de {last_val}.")

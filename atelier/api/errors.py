@@ -1,0 +1,133 @@
+"""Les erreurs de l'API, toujours ``{"detail": "<message en français>"}`` et jamais une trace.
+
+* :data:`IMAGE_ERROR_STATUS` : le code HTTP de chaque problème d'image (400 vide, 413 trop grande,
+  415 format refusé, 422 illisible) ;
+* :func:`install_error_handlers` : les messages anglais de FastAPI et Starlette (validation, 404, 405…)
+  remplacés par des messages français ;
+* :func:`documented` : les réponses d'erreur d'une route pour ``/docs`` (le 401 de la clé d'API, écrit ici
+  une seule fois, s'y ajoute toujours).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..preprocessing import (
+    CorruptImageError,
+    EmptyImageError,
+    ImageError,
+    ImageTooLargeError,
+    UnsupportedImageFormatError,
+)
+from .schemas import ErrorOut
+
+log = logging.getLogger("atelier.api")
+
+#: HTTP status of each image problem (documented in /docs).
+IMAGE_ERROR_STATUS: dict[type[ImageError], int] = {
+    EmptyImageError: 400,
+    ImageTooLargeError: 413,
+    UnsupportedImageFormatError: 415,
+    CorruptImageError: 422,
+}
+
+#: The 401 of every protected route, for /docs (the middleware words the real answer).
+UNAUTHORIZED = "Clé d'API manquante ou invalide (quand l'API est protégée par une clé)."
+
+#: Said after every refused model replacement.
+OLD_MODEL_KEPT = "L'ancien modèle reste en service."
+
+
+def error_response(status: int, detail: str) -> JSONResponse:
+    """La réponse d'erreur de l'API : ``{"detail": detail}`` avec le code *status*."""
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def image_error_status(exc: ImageError) -> int:
+    return next((code for cls, code in IMAGE_ERROR_STATUS.items() if isinstance(exc, cls)), 422)
+
+
+def documented(errors: dict[int, str], *, protected: bool = True) -> dict[int | str, dict[str, Any]]:
+    """Les réponses d'erreur d'une route pour ``/docs`` ; ``protected`` ajoute le 401 de la clé d'API."""
+    if protected:
+        errors = {401: UNAUTHORIZED, **errors}
+    return {code: {"model": ErrorOut, "description": text} for code, text in sorted(errors.items())}
+
+
+_FIELD_EXPECTATIONS = {
+    "limit": "un entier entre 1 et 500",
+    "offset": "un entier positif ou nul",
+    "reload": "true ou false",
+}
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    messages = []
+    for err in errors:
+        loc = [str(part) for part in err.get("loc", ()) if not isinstance(part, int)]
+        where, name = (loc[0], loc[-1]) if len(loc) >= 2 else ("body", loc[-1] if loc else "")
+        kind = err.get("type", "")
+        if where == "body" and name == "file":
+            if kind == "missing":
+                messages.append(
+                    "Champ « file » manquant : envoyez l'image dans un formulaire multipart/form-data, "
+                    'sous le nom de champ « file » (par exemple curl -F "file=@image.jpg" …/predict).'
+                )
+            else:
+                messages.append("Le champ « file » doit contenir un fichier image, pas du texte.")
+        elif where == "query":
+            expected = _FIELD_EXPECTATIONS.get(name, "une valeur valide")
+            messages.append(f"Paramètre « {name} » invalide : {expected} est attendu.")
+        elif where == "body" and kind == "json_invalid":
+            messages.append("Corps JSON illisible.")
+        else:
+            messages.append(f"Valeur invalide ou manquante : « {name} » ({where}).")
+    return " ".join(dict.fromkeys(messages)) or "Requête invalide."
+
+
+_HTTP_FRENCH = {
+    400: "Requête mal formée.",
+    401: "Authentification requise.",
+    403: "Accès refusé.",
+    413: "Requête trop volumineuse.",
+    415: "Type de contenu non pris en charge.",
+    422: "Requête invalide.",
+    429: "Trop de requêtes.",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_message(list(exc.errors()))}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        status = exc.status_code
+        if status == 404 and detail == "Not Found":
+            detail = f"Adresse introuvable : {request.url.path}. Les routes sont décrites dans /docs."
+        elif status == 405:
+            detail = f"Méthode {request.method} non autorisée pour {request.url.path} (voir /docs)."
+        elif status == 400:
+            # FastAPI/Starlette raise 400 only while parsing the body ("Invalid multipart data.",
+            # "There was an error parsing the body"…).
+            detail = "Corps de la requête illisible : formulaire multipart/form-data mal formé."
+        else:
+            # Our routes answer with JSONResponse directly: an HTTPException comes from Starlette or
+            # FastAPI, whose messages are English; give the French one for its status instead.
+            detail = _HTTP_FRENCH.get(
+                status, "Erreur dans la requête." if status < 500 else "Erreur interne du serveur."
+            )
+        return JSONResponse({"detail": detail}, status_code=status, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - bugs only
+        log.exception("Erreur interne sur %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "Erreur interne du serveur."}, status_code=500)

@@ -1,0 +1,54 @@
+"""``POST /predict`` : classer une image satellite."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ...inference import PredictorUnavailableError
+from ...preprocessing import ImageError
+from ..errors import documented, error_response, image_error_status
+from ..schemas import PredictionOut
+from ..state import AppState
+
+router = APIRouter(tags=["prédiction"])
+
+
+@router.post(
+    "/predict",
+    summary="Classer une image satellite",
+    description=(
+        "Envoyez l'image dans un formulaire `multipart/form-data`, champ **file**. Le format est "
+        "reconnu d'après le contenu du fichier (JPEG, PNG, WebP, BMP, TIFF), jamais d'après son nom. "
+        "L'image est recadrée au centre et redimensionnée comme pendant l'entraînement.\n\n"
+        'Exemple : `curl -F "file=@image.jpg" http://127.0.0.1:8000/predict`'
+    ),
+    response_model=PredictionOut,
+    responses=documented(
+        {
+            400: "Fichier vide ou formulaire mal formé.",
+            413: "Requête trop volumineuse, ou image aux dimensions trop grandes.",
+            415: "Le contenu n'est pas une image dans un format accepté.",
+            422: "Champ « file » absent ou pas un fichier, ou image illisible (tronquée).",
+            503: "Service surchargé ou en cours d'arrêt : réessayez dans un instant.",
+        }
+    ),
+)
+async def predict(
+    state: AppState,
+    file: Annotated[UploadFile, File(description="L'image à classer (JPEG, PNG, WebP, BMP ou TIFF).")],
+) -> JSONResponse:
+    data = await file.read()
+    try:
+        result = await run_in_threadpool(state.predict_bytes, data, file.filename)
+    except ImageError as exc:
+        return error_response(image_error_status(exc), str(exc))
+    except PredictorUnavailableError as exc:
+        response = error_response(503, str(exc))
+        response.headers["Retry-After"] = "1"
+        return response
+    # Built by hand (faster than Pydantic on the hot path); its shape is PredictionOut (contract tests).
+    return JSONResponse(result)

@@ -1,0 +1,102 @@
+"""Les formes des réponses de l'API (Pydantic) : ce que ``/docs`` décrit.
+
+Les routes rapides (``/predict``, ``/health``) construisent leur JSON directement, sans passer par Pydantic ;
+les tests de contrat (``tests/test_api_contract.py``) valident chaque réponse réelle contre ces modèles
+(``extra="forbid"`` : un champ en trop ou en moins fait échouer le test), si bien que ``/docs`` et la
+réalité ne peuvent pas diverger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..model_io import METADATA_FORMAT
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PredictionOut(_Strict):
+    label: str = Field(description="Classe prédite (celle de plus forte probabilité).", examples=["forêt"])
+    probabilities: dict[str, float] = Field(
+        description="Probabilité de chaque classe, dans l'ordre des métadonnées ; leur somme vaut 1.",
+        examples=[{"forêt": 0.91, "mer": 0.04, "désert": 0.02, "nuageux": 0.03}],
+    )
+    model_version: str = Field(description="Version du modèle qui a répondu.", examples=["cnn-3f2a9c1d"])
+    prediction_id: int = Field(description="Numéro de la prédiction dans l'historique.", examples=[42])
+    confidence: float = Field(description="Probabilité de la classe prédite.", examples=[0.91])
+    duration_ms: float = Field(
+        description="Durée du traitement côté serveur (décodage + réseau), en ms.", examples=[3.2]
+    )
+    uncertain: bool | None = Field(
+        default=None,
+        description="Seulement si l'API a un seuil de confiance (`uncertainty_threshold`) : vrai quand la "
+        "confiance est sous ce seuil — le modèle « ne sait pas ».",
+        examples=[False],
+    )
+    message: str | None = Field(
+        default=None, description="Explication en français quand `uncertain` est vrai.", examples=[None]
+    )
+
+
+class HealthOut(_Strict):
+    status: str = Field(examples=["ok"])
+    model_version: str = Field(examples=["cnn-3f2a9c1d"])
+
+
+class ErrorOut(_Strict):
+    detail: str = Field(
+        description="Explication en français.", examples=["Le fichier est vide : il ne contient aucune image."]
+    )
+
+
+class HistoryItem(_Strict):
+    id: int
+    created: str = Field(description="Date UTC, ISO 8601.", examples=["2025-01-31T14:02:11.532+00:00"])
+    label: str
+    probabilities: dict[str, float]
+    model_version: str
+    image_sha256: str = Field(description="Empreinte SHA-256 de l'image reçue.")
+    filename: str | None = Field(
+        description="Nom de fichier envoyé par le client, nettoyé (jamais utilisé comme chemin)."
+    )
+    duration_ms: float
+
+
+class HistoryOut(_Strict):
+    total: int = Field(description="Nombre total de prédictions enregistrées.")
+    limit: int
+    offset: int
+    items: list[HistoryItem] = Field(description="Les prédictions, les plus récentes d'abord.")
+
+
+class ModelSwapOut(_Strict):
+    status: str = Field(examples=["remplacé"])
+    previous_version: str = Field(examples=["cnn-3f2a9c1d"])
+    model_version: str = Field(examples=["cnn-7be01c44"])
+    metadata: dict[str, Any]
+
+
+class ModelOut(BaseModel):
+    """Les métadonnées du modèle en service (d'autres champs libres peuvent s'y ajouter)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "example": {
+                "format": METADATA_FORMAT,
+                "version": "cnn-3f2a9c1d",
+                "classes": ["forêt", "mer", "désert", "nuageux"],
+                "image_size": 64,
+                "created": "2025-01-31T14:00:00+00:00",
+                "metrics": {"accuracy": 0.97},
+            }
+        },
+    )
+
+    version: str = Field(description="Version du modèle.")
+    classes: list[str] = Field(description="Les classes, dans l'ordre des sorties du réseau.")
+    image_size: int = Field(description="Côté, en pixels, des images que le réseau attend.")

@@ -1,0 +1,323 @@
+"""Les réglages de l'API, définis une seule fois : :class:`ApiSettings`.
+
+Chaque réglage est un champ de :class:`ApiSettings` qui porte, au même endroit, sa valeur par défaut, sa
+variable d'environnement ``ATELIER_*``, sa vérification et sa description en français. La liste complète,
+générée depuis ces champs, est dans la documentation de :class:`ApiSettings` (``help(ApiSettings)``).
+
+* dans un notebook ou un test : ``create_app("cnn.keras", api_key="…")`` (les mots-clés sont ces champs) ;
+* en déploiement : :meth:`ApiSettings.from_env` lit les variables d'environnement (``python -m atelier
+  serve``, ``uvicorn --factory atelier.api:create_app_from_env``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..inference import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUED
+from ..preprocessing import ALLOWED_FORMATS, MAX_PIXELS
+
+_MIB = 1024 * 1024
+
+
+# --- how a value is read from the environment (text → value) ---------------------------------------------
+def _text(raw: str) -> str:
+    return raw
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def _number(kind: type) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ValueError("un nombre est attendu") from None
+
+    return parse
+
+
+def _mebibytes(raw: str) -> int:
+    megabytes = _number(float)(raw)
+    if megabytes <= 0:
+        raise ValueError("un nombre de Mio positif est attendu")
+    return max(1, int(megabytes * _MIB))
+
+
+def _flag(raw: str) -> bool:
+    return raw.lower() not in ("0", "false", "non", "no", "off")
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
+
+
+# --- what a valid value is (value → None, or the French description of what is expected) ----------------
+def _positive_int(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return None if ok else "un entier positif"
+
+
+def _non_negative(value: Any) -> str | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+    return None if ok else "un nombre positif ou nul"
+
+
+def _probability_or_none(value: Any) -> str | None:
+    ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1)
+    return None if ok else "entre 0 et 1 (exclus)"
+
+
+def _header_value(value: Any) -> str | None:
+    ok = value is None or (
+        isinstance(value, str) and value.isascii() and value.isprintable() and value.strip() == value
+    )
+    return (
+        None
+        if ok
+        else (
+            "une clé d'API faite de caractères ASCII imprimables, sans espace au début ni à la fin "
+            "(elle voyage dans un en-tête HTTP)"
+        )
+    )
+
+
+def _spec(
+    *,
+    doc: str,
+    env: str | None = None,
+    parse: Callable[[str], Any] = _text,
+    check: Callable[[Any], str | None] | None = None,
+    secret: bool = False,
+) -> dict[str, Any]:
+    """What a setting means: its French description, its environment variable, how to read and check it.
+
+    ``secret``: the value is never repeated in an error message (it would end up in logs).
+    """
+    return {"doc": doc, "env": env, "parse": parse, "check": check, "secret": secret}
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Tous les réglages de l'API (valeurs par défaut, variables d'environnement, vérifications).
+
+    ``ApiSettings("cnn.keras", api_key="…")`` vérifie chaque valeur (``ValueError`` en français) ; les
+    chemins deviennent des :class:`~pathlib.Path`, les listes des tuples. Les réglages :
+    """
+
+    model_path: Path = field(
+        metadata=_spec(
+            doc="le modèle .keras à servir, avec son .json à côté (défaut de ATELIER_MODEL : "
+            "atelier.paths.model_path(), le modèle du chapitre 2) ; aussi celui que recharge PUT /model",
+            env="ATELIER_MODEL",
+            parse=_path,
+        ),
+    )
+    api_key: str | None = field(
+        default=None,
+        metadata=_spec(
+            doc="si donnée, l'en-tête X-API-Key est exigé partout sauf /, /health, /docs, /openapi.json et /static/",
+            env="ATELIER_API_KEY",
+            check=_header_value,
+            secret=True,
+        ),
+    )
+    db_path: str | Path | None = field(
+        default=None,
+        metadata=_spec(
+            doc="fichier SQLite de l'historique (défaut : <cache de l'atelier>/historique.sqlite3 ; "
+            "« :memory: » le garde en mémoire)",
+            env="ATELIER_DB",
+        ),
+    )
+    max_upload_bytes: int = field(
+        default=10 * _MIB,
+        metadata=_spec(
+            doc="taille maximale d'une requête, en octets (ATELIER_MAX_UPLOAD_MB en Mio)",
+            env="ATELIER_MAX_UPLOAD_MB",
+            parse=_mebibytes,
+            check=_positive_int,
+        ),
+    )
+    max_pixels: int = field(
+        default=MAX_PIXELS,
+        metadata=_spec(
+            doc="nombre maximal de pixels d'une image (contre les bombes de décompression)",
+            env="ATELIER_MAX_PIXELS",
+            parse=_number(int),
+            check=_positive_int,
+        ),
+    )
+    formats: tuple[str, ...] = field(
+        default=ALLOWED_FORMATS, metadata=_spec(doc="formats d'image acceptés (noms de Pillow)")
+    )
+    store_images_dir: Path | None = field(
+        default=None,
+        metadata=_spec(
+            doc="si donné, les images reçues y sont copiées sous le nom <sha256>.<ext>",
+            env="ATELIER_STORE_IMAGES",
+            parse=_path,
+        ),
+    )
+    cors_origins: tuple[str, ...] = field(
+        default=(),
+        metadata=_spec(
+            doc='origines autorisées pour une application JavaScript d\'un autre site (("*",) pour toutes ; '
+            "ATELIER_CORS_ORIGINS : séparées par des virgules)",
+            env="ATELIER_CORS_ORIGINS",
+            parse=_origins,
+        ),
+    )
+    batching: bool = field(
+        default=True,
+        metadata=_spec(
+            doc="regrouper les requêtes simultanées en un seul appel du réseau (sans attente : les images "
+            "arrivées pendant le calcul d'un lot forment le suivant) ; False : un appel par requête "
+            "(ATELIER_BATCHING=0)",
+            env="ATELIER_BATCHING",
+            parse=_flag,
+        ),
+    )
+    max_batch_size: int = field(
+        default=DEFAULT_MAX_BATCH_SIZE,
+        metadata=_spec(
+            doc="taille maximale d'un lot regroupé",
+            env="ATELIER_MAX_BATCH",
+            parse=_number(int),
+            check=_positive_int,
+        ),
+    )
+    batch_wait_ms: float = field(
+        default=0.0,
+        metadata=_spec(
+            doc="attente maximale, en ms, d'autres images avant de lancer un lot",
+            env="ATELIER_BATCH_WAIT_MS",
+            parse=_number(float),
+            check=_non_negative,
+        ),
+    )
+    max_queued: int = field(
+        default=DEFAULT_MAX_QUEUED,
+        metadata=_spec(
+            doc="images en attente du modèle au-delà desquelles /predict répond 503 tout de suite (délestage)",
+            env="ATELIER_MAX_QUEUE",
+            parse=_number(int),
+            check=_positive_int,
+        ),
+    )
+    max_model_bytes: int = field(
+        default=200 * _MIB,
+        metadata=_spec(
+            doc="taille maximale d'un modèle envoyé par PUT /model, en octets (ATELIER_MAX_MODEL_MB en Mio)",
+            env="ATELIER_MAX_MODEL_MB",
+            parse=_mebibytes,
+            check=_positive_int,
+        ),
+    )
+    model_upload_dir: Path | None = field(
+        default=None,
+        metadata=_spec(
+            doc="dossier temporaire des modèles envoyés par PUT /model (défaut : celui du système)",
+            env="ATELIER_MODEL_UPLOAD_DIR",
+            parse=_path,
+        ),
+    )
+    uncertainty_threshold: float | None = field(
+        default=None,
+        metadata=_spec(
+            doc="seuil de confiance du « je ne sais pas » : sous ce seuil, /predict ajoute "
+            '"uncertain": true et un "message" en français (chapitre 6, atelier.explain.choose_threshold)',
+            env="ATELIER_UNCERTAINTY_THRESHOLD",
+            parse=_number(float),
+            check=_probability_or_none,
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        normalise = object.__setattr__  # frozen dataclass: normalised once, here
+        normalise(self, "model_path", Path(self.model_path))
+        normalise(self, "api_key", self.api_key or None)
+        for name in ("store_images_dir", "model_upload_dir"):
+            value = getattr(self, name)
+            normalise(self, name, Path(value) if value else None)
+        normalise(self, "cors_origins", tuple(self.cors_origins))
+        normalise(self, "formats", tuple(self.formats))
+        normalise(self, "batching", bool(self.batching))
+        for item in dataclasses.fields(self):
+            check = item.metadata["check"]
+            expected = check(getattr(self, item.name)) if check else None
+            if expected:
+                received = "" if item.metadata["secret"] else f" (reçu : {getattr(self, item.name)!r})"
+                raise ValueError(f"{item.name} doit être {expected}{received}.")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Les noms des réglages (les mots-clés de :func:`atelier.api.create_app`)."""
+        return tuple(item.name for item in dataclasses.fields(cls))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
+        """Les réglages lus dans les variables ``ATELIER_*`` (les autres gardent leur valeur par défaut)."""
+        from ..paths import model_path as default_model_path
+
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {"model_path": default_model_path()}
+        for item in dataclasses.fields(cls):
+            env = item.metadata["env"]
+            raw = environ.get(env, "").strip() if env else ""
+            if not raw:
+                continue
+            try:
+                value = item.metadata["parse"](raw)
+                check = item.metadata["check"]
+                expected = check(value) if check else None
+                if expected:
+                    raise ValueError(f"{expected} est attendu")
+            except ValueError as exc:
+                received = "" if item.metadata["secret"] else f" (reçu : {raw!r})"
+                raise ValueError(f"La variable d'environnement {env} est invalide : {exc}{received}.") from None
+            values[item.name] = value
+        return cls(**values)
+
+    @classmethod
+    def from_values(cls, model_path: str | Path | None = None, /, **values: Any) -> ApiSettings:
+        """Les réglages donnés par mots-clés (ceux de :func:`atelier.api.create_app`) ; un nom inconnu est refusé."""
+        _check_names(values)
+        if model_path is not None:
+            values["model_path"] = model_path
+        if values.get("model_path") is None:
+            raise TypeError('Indiquez le modèle à servir, par exemple create_app("modeles/cnn.keras").')
+        return cls(**values)
+
+    def replace(self, **overrides: Any) -> ApiSettings:
+        """Une copie avec d'autres valeurs (vérifiées de la même façon) ; un nom inconnu est refusé."""
+        _check_names(overrides)
+        return dataclasses.replace(self, **overrides) if overrides else self
+
+
+def _check_names(values: Mapping[str, Any]) -> None:
+    unknown = sorted(set(values) - set(ApiSettings.names()))
+    if unknown:
+        raise TypeError(
+            f"Réglage inconnu : {', '.join(unknown)}. Réglages possibles : {', '.join(ApiSettings.names())}."
+        )
+
+
+def describe_settings() -> str:
+    """La liste des réglages en texte (nom, variable d'environnement, défaut, rôle), générée depuis les champs."""
+    lines = []
+    for item in dataclasses.fields(ApiSettings):
+        env = item.metadata["env"]
+        default = "" if item.default in (dataclasses.MISSING, None) else f", défaut {item.default!r}"
+        where = f" (``{env}``{default})" if env else f" ({default.removeprefix(', ')})"
+        lines.append(f"    * ``{item.name}``{where} : {item.metadata['doc']}.")
+    return "\n".join(lines)
+
+
+ApiSettings.__doc__ = f"{ApiSettings.__doc__}\n{describe_settings()}\n"

@@ -1,0 +1,125 @@
+"""Ce que les routes partagent : réglages, prédicteur, historique (:class:`ApiState`), et sa dépendance FastAPI.
+
+Une route le reçoit par ``state: AppState`` (``Annotated[ApiState, Depends(get_state)]``) ; l'état est
+rangé dans ``app.state.atelier`` par :func:`atelier.api.create_app`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from ..history import History
+from ..inference import Predictor
+from ..preprocessing import load_image
+from .settings import ApiSettings
+
+
+@dataclass
+class ApiState:
+    """Les réglages, le prédicteur (modèle en service) et l'historique d'une application."""
+
+    settings: ApiSettings
+    predictor: Predictor
+    history: History
+
+    def predict_bytes(self, data: bytes, filename: str | None) -> dict[str, Any]:
+        """Décodage + réseau + historique, dans un thread du pool (jamais sur la boucle d'événements).
+
+        Renvoie le JSON de ``POST /predict`` (forme :class:`atelier.api.schemas.PredictionOut`).
+        """
+        start = time.perf_counter()
+        settings = self.settings
+        image = load_image(
+            data, self.predictor.current.image_size, max_pixels=settings.max_pixels, formats=settings.formats
+        )
+        prediction = self.predictor.predict_array(image)
+        probabilities = prediction.as_dict()
+        label = prediction.label
+        digest = hashlib.sha256(data).hexdigest()
+        if settings.store_images_dir is not None:
+            store_image(settings.store_images_dir, digest, data)
+        duration_ms = (time.perf_counter() - start) * 1000
+        prediction_id = self.history.add(
+            label=label,
+            probabilities=probabilities,
+            model_version=prediction.model_version,
+            image_sha256=digest,
+            filename=filename,
+            duration_ms=duration_ms,
+        )
+        return {
+            "label": label,
+            "probabilities": probabilities,
+            "model_version": prediction.model_version,
+            "prediction_id": prediction_id,
+            "confidence": probabilities[label],
+            "duration_ms": round(duration_ms, 3),
+            **self._uncertainty(probabilities[label]),
+        }
+
+    def _uncertainty(self, confidence: float) -> dict[str, Any]:
+        """Optional « je ne sais pas » signal: only when a threshold is configured (chapter 6)."""
+        threshold = self.settings.uncertainty_threshold
+        if threshold is None:
+            return {}
+        if confidence >= threshold:
+            return {"uncertain": False}
+        return {
+            "uncertain": True,
+            "message": (
+                f"Je ne sais pas : le modèle n'est sûr qu'à {100 * confidence:.0f} %, sous le seuil de "
+                f"{100 * threshold:.0f} %. La classe la plus probable est donnée à titre indicatif."
+            ),
+        }
+
+    def replace_model(self, path: Path) -> dict[str, Any]:
+        """Charge, vérifie et chauffe le modèle de *path*, puis le met en service (JSON de ``PUT /model``)."""
+        old, serving = self.predictor.replace(path)
+        return {
+            "status": "remplacé",
+            "previous_version": old.version,
+            "model_version": serving.version,
+            "metadata": serving.metadata,
+        }
+
+
+async def get_state(request: Request) -> ApiState:
+    """La dépendance des routes (``async`` : résolue sur la boucle, sans passer par le pool de threads)."""
+    state: ApiState = request.app.state.atelier
+    return state
+
+
+AppState = Annotated[ApiState, Depends(get_state)]
+
+_IMAGE_SUFFIXES = (
+    (b"\xff\xd8", ".jpg"),
+    (b"\x89PNG", ".png"),
+    (b"BM", ".bmp"),
+    (b"II*\x00", ".tif"),
+    (b"MM\x00*", ".tif"),
+)
+
+
+def store_image(directory: Path, digest: str, data: bytes) -> None:
+    """Copie une image reçue sous ``<sha256>.<ext>`` : nommée par son contenu, jamais par le nom du client."""
+    suffix = (
+        ".webp"
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+        else next((ext for magic, ext in _IMAGE_SUFFIXES if data.startswith(magic)), ".img")
+    )
+    target = directory / f"{digest}{suffix}"
+    if target.exists():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".recu-", suffix=".tmp")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, target)

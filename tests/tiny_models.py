@@ -1,0 +1,48 @@
+"""Tiny Keras models (mean colour → softmax) for the model repository tests: fast to save, load and run."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from atelier.labels import CLASSES
+from atelier.model_io import save_model
+
+
+def tiny_model(classes=CLASSES, *, shift: int = 0, size: int = 64, nan: bool = False):
+    """Mean colour → softmax: a few parameters, decisive labels; *shift* rotates the classes."""
+    import keras
+
+    n = len(classes)
+    model = keras.Sequential(
+        [
+            keras.Input((size, size, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(n, activation="softmax"),
+        ]
+    )
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(0, 30, (3, n)).astype("float32")
+    kernel = np.roll(kernel, shift, axis=1)
+    if nan:
+        kernel[:] = np.nan
+    model.layers[-1].set_weights([kernel, np.zeros(n, "float32")])
+    return model
+
+
+def save_tiny(path, classes=CLASSES, accuracy: float | None = 0.9, **options):
+    metrics = {} if accuracy is None else {"test_accuracy": accuracy}
+    save_model(tiny_model(classes, **options), path, classes=list(classes), data_source="test", metrics=metrics)
+    return path
+
+
+def make_models(root) -> dict:
+    """Saved tiny models: a valid pair (``a``, ``b`` = ``a`` with rotated classes) and broken ones."""
+    return {
+        "a": save_tiny(root / "a.keras"),
+        "b": save_tiny(root / "b.keras", shift=1),
+        "low": save_tiny(root / "low.keras", accuracy=0.3),
+        "none": save_tiny(root / "none.keras", accuracy=None),
+        "three": save_tiny(root / "three.keras", classes=CLASSES[:3]),
+        "nan": save_tiny(root / "nan.keras", nan=True),
+    }
