@@ -180,7 +180,7 @@ def load_pretrained(directory: str | Path = BACKBONES_DIR) -> tuple[Any, dict[st
 
 def describe(directory: str | Path = BACKBONES_DIR) -> dict[str, Any]:
     """Ce que les métadonnées d'un modèle par transfert disent de sa base : nom, empreintes du fichier de
-    poids et de la fiche, précision du pré-entraînement."""
+    poids et de la fiche, exactitude du pré-entraînement."""
     card = read_card(directory)
     return {
         "name": card["name"],

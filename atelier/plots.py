@@ -453,11 +453,11 @@ def plot_feature_maps(
 def plot_accuracy_curves(
     runs: Mapping[str, Mapping[str, Sequence[float]]],
     *,
-    title: str = "Précision de validation",
+    title: str = "Exactitude de validation",
     marks: Mapping[str, int] | None = None,
     steps_per_epoch: Mapping[str, int] | None = None,
 ) -> Figure:
-    """Précision de validation de plusieurs entraînements (nom → historique Keras), sur un même graphique.
+    """Exactitude de validation de plusieurs entraînements (nom → historique Keras), sur un même graphique.
 
     ``marks`` : nom → nombre d'époques après lequel une seconde phase commence (l'affinage), marqué d'une
     ligne en tirets. ``steps_per_epoch`` : nom → pas d'optimisation par époque ; l'axe horizontal compte
@@ -475,7 +475,7 @@ def plot_accuracy_curves(
                 scale * (marks[name] + 0.5), color=colour, linestyle="--", alpha=0.7, label="début de l'affinage"
             )
     ax.set_xlabel("Pas d'optimisation" if steps_per_epoch else "Époque")
-    ax.set_ylabel("Précision de validation")
+    ax.set_ylabel("Exactitude de validation")
     ax.set_ylim(0, 1.01)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="lower right")

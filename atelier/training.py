@@ -22,7 +22,7 @@ def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def fit(
+def fit_phase(
     model,
     splits: Splits,
     *,
@@ -123,7 +123,7 @@ def train(
     else:
         steps_per_epoch = -(-len(splits.train) // batch_size)
         model = compile_model(build_cnn(dataset.classes, image_size, seed=seed), total_steps=steps_per_epoch * epochs)
-        history, seconds = fit(model, splits, epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose)
+        history, seconds = fit_phase(model, splits, epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose)
     report = evaluate_dataset(model, splits.test)
     metrics = {
         "test_accuracy": report["accuracy"],
@@ -248,7 +248,7 @@ def fit_transfer(
             "weights_sha256": file_sha256(status.path),
         }
     compile_model(model, head_learning_rate, total_steps=steps_per_epoch * head_epochs)
-    history, seconds = fit(
+    history, seconds = fit_phase(
         model, splits, epochs=head_epochs, batch_size=batch_size, seed=seed, verbose=verbose, stop_early=False
     )
     curves = {key: list(values) for key, values in history.history.items()}
@@ -258,7 +258,7 @@ def fit_transfer(
             eurosat.unfreeze_top(model, 1, fine_learning_rate, total_steps=fine_steps)
         else:
             transfer.unfreeze_top(model, n_layers=20, learning_rate=fine_learning_rate)
-        fine, fine_seconds = fit(
+        fine, fine_seconds = fit_phase(
             model,
             splits,
             epochs=fine_epochs,

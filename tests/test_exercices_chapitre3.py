@@ -34,7 +34,7 @@ def test_exercise_3_follows_the_measures_not_a_fixed_answer():
     table = {"CNN": {"20/classe": 0.9, "100/classe": 0.95}, "transfert EuroSAT": {"20/classe": 0.8, "100/classe": 0.9}}
     assert ex.ex3.evaluate({"table": table}, gain_20=-0.1, choix_20="CNN").status == OK
     wrong = ex.ex3.evaluate({"table": table}, gain_20=-0.1, choix_20="transfert EuroSAT")
-    assert wrong.status == WRONG and "la plus précise est CNN" in wrong.message
+    assert wrong.status == WRONG and "la plus exacte est CNN" in wrong.message
 
 
 RIGHT_1 = {"trainable_after_freeze": [], "trainable_after_fine_tuning": ["conv4"], "n_trainable_head": 1028}
@@ -63,7 +63,7 @@ CATALOGUE = [
     (ex.ex3, RIGHT_3, {"gain_20": 0.61 - 0.88}, "le signe est inversé"),
     (ex.ex3, RIGHT_3, {"gain_20": 100 * (0.88 - 0.61)}, "points de pourcentage"),
     (ex.ex3, RIGHT_3, {"gain_20": 0.93 - 0.84}, "100 images par classe"),
-    (ex.ex3, RIGHT_3, {"choix_20": "CNN"}, "la plus précise est transfert EuroSAT"),
+    (ex.ex3, RIGHT_3, {"choix_20": "CNN"}, "la plus exacte est transfert EuroSAT"),
     (ex.ex3, RIGHT_3, {"choix_20": "transfert"}, '"CNN" ou "transfert EuroSAT"'),
 ]
 

@@ -30,7 +30,7 @@ from atelier.data import Splits, load_dataset  # noqa: E402
 from atelier.eurosat_tiles import read_manifest  # noqa: E402
 from atelier.evaluation import evaluate_dataset  # noqa: E402
 from atelier.model import build_cnn, compile_model  # noqa: E402
-from atelier.training import epochs_for, fit, fit_transfer, set_seed  # noqa: E402
+from atelier.training import epochs_for, fit_phase, fit_transfer, set_seed  # noqa: E402
 
 #: Pas d'optimisation visés : CNN depuis zéro, puis tête et affinage du transfert.
 CNN_STEPS, HEAD_STEPS, FINE_STEPS = 600, 150, 150
@@ -53,7 +53,7 @@ def from_scratch(classes, splits: Splits, seed: int):
     set_seed(seed)
     epochs = epochs_for(len(splits.train), CNN_STEPS)
     model = compile_model(build_cnn(classes, seed=seed), total_steps=-(-len(splits.train) // 32) * epochs)
-    history, seconds = fit(model, splits, epochs=epochs, seed=seed)
+    history, seconds = fit_phase(model, splits, epochs=epochs, seed=seed)
     return model, len(history.history["loss"]), seconds
 
 

@@ -6,7 +6,7 @@
 Données : les tuiles Sentinel-2 EuroSAT livrées dans ``atelier/eurosat/`` (10 classes, licence MIT), chargées
 par ``atelier.preprocessing.load_image`` comme toutes les images de l'atelier, sauf les tuiles ``Forest`` et
 ``SeaLake`` réservées à l'atelier (``atelier.eurosat_tiles.workshop_tiles``). Découpage stratifié et fixe
-(graine 0) : 70 % entraînement, 10 % validation, 20 % test. La précision affichée à la fin est mesurée sur le
+(graine 0) : 70 % entraînement, 10 % validation, 20 % test. L'exactitude affichée à la fin est mesurée sur le
 test, jamais vu pendant l'entraînement. Déterministe : même graine, mêmes tirages.
 
 Réservé aux auteurs : le fichier produit est livré avec l'atelier, les apprenants n'ont rien à lancer.
@@ -53,6 +53,19 @@ def augmented(tiles, batch_size: int, seed: int):
     return ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE)
 
 
+def save_weights_only_model(model, path: Path) -> None:
+    """Enregistre le réseau au format ``.keras`` **sans l'état de l'optimiseur** (les moments d'Adam triplent
+    la taille du fichier et ne servent pas au transfert) : on le recharge non compilé, puis on l'enregistre."""
+    import tempfile
+
+    import keras
+
+    with tempfile.TemporaryDirectory() as tmp:
+        compiled = Path(tmp) / path.name
+        model.save(compiled)
+        keras.saving.load_model(compiled, compile=False, safe_mode=True).save(path)
+
+
 def pretrain(
     out_dir: str | Path = backbone.BACKBONES_DIR,
     *,
@@ -91,7 +104,7 @@ def pretrain(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = backbone.model_file(out_dir)
-    model.save(path)
+    save_weights_only_model(model, path)
     card = {
         "name": backbone.NAME,
         "file": path.name,
@@ -157,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out, epochs=args.epochs, seed=args.seed, filters=filters, per_class=args.per_class, command=command.strip()
     )
     print(
-        f"Précision sur les {card['split']['n_test']} tuiles EuroSAT de test : {card['heldout_accuracy']:.1%}".replace(
+        f"Exactitude sur les {card['split']['n_test']} tuiles EuroSAT de test : {card['heldout_accuracy']:.1%}".replace(
             ".", ","
         ).replace("%", " %")
     )

@@ -158,10 +158,10 @@ METHODS = ("CNN", "transfert EuroSAT")
     cells="exercice-3-reponse",
     hints=(
         'Tout est dans le dictionnaire table : table[méthode][colonne], par exemple table["CNN"]["20/classe"].',
-        "Le gain du transfert, c'est sa précision moins celle du CNN, sur la même colonne, en fraction (0,25 "
+        "Le gain du transfert, c'est son exactitude moins celle du CNN, sur la même colonne, en fraction (0,25 "
         "veut dire 25 points).",
         'gain_20 = table["transfert EuroSAT"]["20/classe"] - table["CNN"]["20/classe"], puis choisissez la '
-        "méthode la plus précise.",
+        "méthode la plus exacte.",
     ),
     success="vous lisez le tableau et choisissez la méthode d'après la mesure, pas d'après une intuition.",
 )
@@ -180,4 +180,4 @@ def ex3(table, gain_20, choix_20):
     )
     expect(choix_20 in METHODS, f'choix_20 : "{METHODS[0]}" ou "{METHODS[1]}" (les noms des lignes de table).')
     best = max(METHODS, key=lambda name: table[name]["20/classe"])
-    expect(choix_20 == best, f"d'après vos mesures, avec 20 images par classe, la méthode la plus précise est {best}.")
+    expect(choix_20 == best, f"d'après vos mesures, avec 20 images par classe, la méthode la plus exacte est {best}.")
