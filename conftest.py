@@ -26,7 +26,7 @@ def _nbval_enabled(config):
 def pytest_collectstart(collector):
     skip_compare = getattr(collector, "skip_compare", None)
     if isinstance(skip_compare, tuple) and "stderr" not in skip_compare:
-        collector.skip_compare = skip_compare + ("stderr",)
+        collector.skip_compare = (*skip_compare, "stderr")
 
 
 def pytest_ignore_collect(collection_path, config):

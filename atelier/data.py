@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import canonical_label, order_labels
+from .labels import CLASSES, accepted_names, canonical_label, is_workshop_class, order_labels
 from .preprocessing import IMAGE_SIZE, ImageError, load_image
 
 #: Environment variable naming a folder-per-class dataset to use instead of the default one.
@@ -52,7 +52,7 @@ class ImageDataset:
     def counts(self) -> dict[str, int]:
         """Nombre d'images par classe."""
         found = np.bincount(self.labels, minlength=len(self.classes))
-        return {name: int(n) for name, n in zip(self.classes, found)}
+        return {name: int(n) for name, n in zip(self.classes, found, strict=True)}
 
     def subset(self, indices) -> ImageDataset:
         """Le sous-ensemble des images aux positions ``indices`` (mêmes classes)."""
@@ -151,8 +151,9 @@ def load_dataset(
       différentes est retirée partout, son étiquette étant ambiguë ;
     - ``classes`` impose la liste (et l'ordre) des classes, par exemple celles d'un modèle.
 
-    Lève :class:`DatasetError` (message en français) si le dossier manque, si une classe est vide ou
-    s'il y a moins de deux classes.
+    Lève :class:`DatasetError` (message en français) si le dossier manque, si un dossier n'est pas une
+    classe connue (de l'atelier, ou du modèle si ``classes`` est donné ; le message liste les noms
+    acceptés), si une classe est vide ou s'il y a moins de deux classes.
     """
     root = resolve_data_dir(path)
     found = scan_folders(root)
@@ -162,9 +163,16 @@ def load_dataset(
             raise DatasetError(
                 f"Classes inconnues du modèle dans {root} : {', '.join(unknown)}. "
                 f"Le modèle connaît : {', '.join(classes)}."
+                + (f" Noms de dossiers acceptés : {accepted_names()}." if set(classes) <= set(CLASSES) else "")
             )
         class_names = list(classes)
     else:
+        unknown = [label for label in found if not is_workshop_class(label)]
+        if unknown:
+            raise DatasetError(
+                f"Dossier(s) de classe inconnu(s) dans {root} : {', '.join(unknown)}. L'atelier reconnaît quatre "
+                f"classes ; noms de dossiers acceptés : {accepted_names()}. Retirez ou renommez les autres dossiers."
+            )
         class_names = list(found)
         if len(class_names) < 2:
             raise DatasetError(
@@ -178,7 +186,7 @@ def load_dataset(
     skipped: list[tuple[Path, str]] = []
     first_label_of: dict[str, str] = {}
     ambiguous: set[str] = set()
-    for (label, file_path), (digest, _, error) in zip(jobs, results):
+    for (label, file_path), (digest, _, error) in zip(jobs, results, strict=True):
         if error:
             skipped.append((file_path, error))
         elif digest in first_label_of and first_label_of[digest] != label:
@@ -187,13 +195,14 @@ def load_dataset(
             first_label_of.setdefault(digest, label)
 
     images, labels, paths, duplicates, seen = [], [], [], [], set()
-    for (label, file_path), (digest, array, error) in zip(jobs, results):
+    for (label, file_path), (digest, array, error) in zip(jobs, results, strict=True):
         if error:
             continue
         if digest in ambiguous or digest in seen:
             duplicates.append(file_path)
             continue
         seen.add(digest)
+        assert array is not None  # decoded without error
         images.append(array)
         labels.append(class_names.index(label))
         paths.append(file_path)
@@ -255,8 +264,8 @@ def split_dataset(
         keys = [hashlib.sha256(dataset.images[i].tobytes()).hexdigest() for i in members]
         members = members[np.argsort(keys, kind="stable")]
         members = members[rng.permutation(len(members))]
-        n_test = int(round(len(members) * test))
-        n_val = int(round(len(members) * validation))
+        n_test = round(len(members) * test)
+        n_val = round(len(members) * validation)
         if len(members) >= 3:
             n_test, n_val = max(n_test, 1 if test else 0), max(n_val, 1 if validation else 0)
         parts["test"].extend(members[:n_test])
@@ -271,16 +280,21 @@ def to_tf_dataset(
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int = 0,
+    repeat: bool = False,
 ):
-    """Un pipeline ``tf.data`` : (mélange) → lots → cache → préchargement.
+    """Un pipeline ``tf.data`` : (mélange) → (répétition) → lots → cache → préchargement.
 
-    Les images restent en 0–255 (``float32``) : la normalisation est une couche du modèle.
+    Les images restent en 0–255 (``float32``) : la normalisation est une couche du modèle. Avec
+    ``repeat=True``, le pipeline ne s'arrête jamais (chaque passage est mélangé à nouveau) : c'est alors
+    ``steps_per_epoch`` de ``model.fit`` qui fixe la longueur d'une époque.
     """
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((dataset.images, dataset.labels))
     if shuffle:
         ds = ds.shuffle(len(dataset), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
     ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     if not shuffle:
         ds = ds.cache()

@@ -121,8 +121,9 @@ def grad_cam(model, images, class_index=None, *, layer=None) -> np.ndarray:
     :func:`find_last_conv_layer` (après sa normalisation et son activation, avant le pooling).
 
     Chaque carte est divisée par **son** maximum : 1 = la zone qui a le plus poussé vers cette classe,
-    0 = aucune contribution ; la carte dit *où*, pas *combien* (comparez avec la probabilité). Une carte entièrement nulle signifie qu'aucune zone
-    ne pousse vers la classe (cela arrive pour une classe très improbable).
+    0 = aucune contribution ; la carte dit *où*, pas *combien* (comparez avec la probabilité). Une carte
+    entièrement nulle signifie qu'aucune zone ne pousse vers la classe (cela arrive pour une classe très
+    improbable).
 
     Le calcul se fait en mode inférence (augmentation et dropout inactifs) sur le score avant softmax.
     """
@@ -227,8 +228,8 @@ def occlusion_map(
             raise ExplainError(f"fill doit être « mean », « gris » ou une couleur, pas « {fill} ».")
     else:
         colour = np.broadcast_to(np.asarray(fill, dtype=np.float32), (3,))
-    tops = sorted(set(list(range(0, height - patch + 1, stride)) + [height - patch]))
-    lefts = sorted(set(list(range(0, width - patch + 1, stride)) + [width - patch]))
+    tops = sorted({*range(0, height - patch + 1, stride), height - patch})
+    lefts = sorted({*range(0, width - patch + 1, stride), width - patch})
     positions = [(top, left) for top in tops for left in lefts]
     occluded = np.repeat(array[np.newaxis], len(positions) + 1, axis=0)
     for k, (top, left) in enumerate(positions, start=1):
@@ -239,7 +240,7 @@ def occlusion_map(
     drops = probabilities[0, class_index] - probabilities[1:, class_index]
     total = np.zeros((height, width), np.float64)
     count = np.zeros((height, width), np.float64)
-    for drop, (top, left) in zip(drops, positions):
+    for drop, (top, left) in zip(drops, positions, strict=True):
         total[top : top + patch, left : left + patch] += drop
         count[top : top + patch, left : left + patch] += 1
     return (total / np.maximum(count, 1)).astype(np.float32)
@@ -382,4 +383,4 @@ def predict_or_abstain(probabilities, classes: Sequence[str], threshold: float) 
     probabilities = np.atleast_2d(np.asarray(probabilities, dtype=np.float64))
     best = probabilities.argmax(axis=1)
     confidence = probabilities.max(axis=1)
-    return [classes[i] if c >= threshold else UNKNOWN_LABEL for i, c in zip(best, confidence)]
+    return [classes[i] if c >= threshold else UNKNOWN_LABEL for i, c in zip(best, confidence, strict=True)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 EXIT_USAGE = 2
 
@@ -32,9 +33,9 @@ class FrenchArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs):
         # argparse looks its messages up through this module-level gettext alias.
-        argparse._ = _translate
+        argparse._ = _translate  # type: ignore[attr-defined]
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"Erreur : {message}\n(« {self.prog} --help » décrit les commandes.)\n")

@@ -133,6 +133,7 @@ class History:
                 " filename, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
+            assert cursor.lastrowid is not None  # always set after an INSERT
             return int(cursor.lastrowid)
 
     def prune(self, now: dt.datetime | None = None) -> int:

@@ -321,7 +321,7 @@ class ModelRepository:
 
     def _key(self, version: int) -> tuple:
         path = self.model_file(version)
-        key = []
+        key: list[tuple[int, int, int] | None] = []
         for file in (path, metadata_path(path)):
             try:
                 st = file.stat()
@@ -457,7 +457,10 @@ class ModelRepository:
                 continue
             accuracy = recorded_accuracy(metadata)
             verdict = self._verdicts.get(version)
-            fresh = verdict is not None and verdict.key == self._key(version)
+            if verdict is None or verdict.key != self._key(version):
+                status, error = "non vérifiée", None
+            else:
+                status, error = ("valide" if verdict.error is None else "invalide"), verdict.error
             row.update(
                 source_version=metadata.get("source_version"),
                 published=(metadata.get("repository") or {}).get("published"),
@@ -465,8 +468,8 @@ class ModelRepository:
                 image_size=metadata["image_size"],
                 accuracy=accuracy[1] if accuracy else None,
                 metrics=metadata.get("metrics") or {},
-                status=("valide" if verdict.error is None else "invalide") if fresh else "non vérifiée",
-                error=verdict.error if fresh else None,
+                status=status,
+                error=error,
             )
             rows.append(row)
         return rows

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import FastAPI, File, HTTPException, UploadFile  # at module level: annotations are resolved here
 
@@ -33,7 +34,7 @@ def create_naive_app(model_path: str | Path) -> FastAPI:
         return {"status": "ok", "model_version": info.version}
 
     @app.post("/predict")
-    async def predict(file: UploadFile = File(...)) -> dict:
+    async def predict(file: Annotated[UploadFile, File()]) -> dict:
         contents = await file.read()
         try:
             x = to_model_input(load_image(contents, size))
@@ -43,7 +44,7 @@ def create_naive_app(model_path: str | Path) -> FastAPI:
         best = int(probabilities.argmax())
         return {
             "label": classes[best],
-            "probabilities": {name: float(p) for name, p in zip(classes, probabilities)},
+            "probabilities": {name: float(p) for name, p in zip(classes, probabilities, strict=True)},
             "model_version": info.version,
         }
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -74,14 +74,14 @@ def plot_samples_per_class(
 
     Le nom de la classe et son effectif sont écrits à gauche de chaque ligne.
     """
-    labels = np.asarray(labels)
+    label_array = np.asarray(labels)
     rng = np.random.default_rng(seed)
     n_rows, n_cols = len(classes), per_class
     figure = Figure(figsize=(1.5 * n_cols + 1.4, 1.5 * n_rows + 0.6), layout="constrained")
     axes = np.atleast_2d(figure.subplots(n_rows, n_cols, squeeze=False))
     for row, name in enumerate(classes):
-        members = np.flatnonzero(labels == row)
-        chosen = rng.choice(members, size=min(n_cols, len(members)), replace=False) if len(members) else []
+        members = np.flatnonzero(label_array == row)
+        chosen = rng.choice(members, size=min(n_cols, len(members)), replace=False)
         for col in range(n_cols):
             ax = axes[row, col]
             _hide_ticks(ax)
@@ -115,7 +115,8 @@ def plot_class_balance(
     ax = figure.subplots()
     first = next(iter(counts.values()), None)
     if isinstance(first, Mapping):
-        groups = {str(k): dict(v) for k, v in counts.items()}
+        nested = cast(Mapping[str, Mapping[str, int]], counts)
+        groups = {str(k): dict(v) for k, v in nested.items()}
         classes = list(dict.fromkeys(name for part in groups.values() for name in part))
         x = np.arange(len(classes))
         width = 0.8 / max(len(groups), 1)
@@ -128,8 +129,9 @@ def plot_class_balance(
             ax.bar_label(bars, fontsize=9, padding=2)
         ax.legend(title="Partie", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
-        classes = list(counts)
-        values = [int(counts[name]) for name in classes]
+        flat = cast(Mapping[str, int], counts)
+        classes = list(flat)
+        values = [int(flat[name]) for name in classes]
         x = np.arange(len(classes))
         bars = ax.bar(x, values, 0.6, color=[class_colour(name, i) for i, name in enumerate(classes)])
         ax.bar_label(bars, fontsize=10, padding=2)
@@ -287,11 +289,10 @@ def plot_misclassified(
     Avec ``probabilities`` (sorties du modèle), la confiance dans la classe prédite est indiquée et les
     erreurs les plus « sûres d'elles » viennent en premier. S'il n'y a aucune erreur, la figure le dit.
     """
-    true_labels = np.asarray(true_labels)
-    predicted_labels = np.asarray(predicted_labels)
-    wrong = np.flatnonzero(true_labels != predicted_labels)
+    truth, guesses = np.asarray(true_labels), np.asarray(predicted_labels)
+    wrong = np.flatnonzero(truth != guesses)
     if probabilities is not None and len(wrong):
-        confidence = np.asarray(probabilities)[wrong, predicted_labels[wrong]]
+        confidence = np.asarray(probabilities)[wrong, guesses[wrong]]
         wrong = wrong[np.argsort(-confidence, kind="stable")]
     shown = wrong[:max_images]
     if len(shown) == 0:
@@ -314,10 +315,10 @@ def plot_misclassified(
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax, index in zip(axes, shown, strict=False):
         ax.imshow(as_uint8(images[index]), interpolation="nearest")
-        predicted = classes[predicted_labels[index]]
-        caption = f"vrai : {classes[true_labels[index]]}\nprédit : {predicted}"
+        predicted = classes[guesses[index]]
+        caption = f"vrai : {classes[truth[index]]}\nprédit : {predicted}"
         if probabilities is not None:
-            caption += f" ({_percent(float(probabilities[index, predicted_labels[index]]))})"
+            caption += f" ({_percent(float(probabilities[index, guesses[index]]))})"
         ax.set_title(caption, fontsize=9, color="#b71c1c")
     for ax in axes:
         _hide_ticks(ax)

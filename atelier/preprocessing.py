@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,7 +26,7 @@ ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
 #: Largest image accepted, in pixels (width × height), checked from the header before decoding.
 MAX_PIXELS = 25_000_000
 
-ImageSource = Union[bytes, bytearray, memoryview, str, Path, BinaryIO, Image.Image]
+ImageSource = bytes | bytearray | memoryview | str | Path | BinaryIO | Image.Image
 
 
 class ImageError(ValueError):

@@ -34,6 +34,7 @@ __all__ = [
     "ServerHandle",
     "ServerStartError",
     "bind_socket",
+    "free_port",
     "running_servers",
     "start_server",
     "stop_all",
@@ -258,6 +259,13 @@ def _check_port(port: Any) -> int:
             "ou port=None pour laisser choisir un port libre."
         )
     return port
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Un port libre sur *host* à cet instant (pour un sous-processus qui l'ouvrira lui-même)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def url_host(host: str) -> str:

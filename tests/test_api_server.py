@@ -124,7 +124,10 @@ def _multipart_head(port: int, extra: bytes) -> bytes:
 
 
 def _part_start() -> bytes:
-    return b'--limite\r\nContent-Disposition: form-data; name="file"; filename="gros.jpg"\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8'
+    return (
+        b'--limite\r\nContent-Disposition: form-data; name="file"; filename="gros.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n\xff\xd8"
+    )
 
 
 def test_chunked_body_over_the_cap_is_cut_while_reading(server):

@@ -33,13 +33,23 @@ def test_summary_and_table_from_measures():
     assert summary["ceiling_rps"] == 1000 and summary["naive_rps"] == 10 and summary["predict_rps"] == 500
     assert summary["p50_ms"] == 16 and summary["p99_ms"] == 40 and summary["connections"] == 8
     assert summary["targets"] == {
-        "predict_rps >= 0.4 x ceiling_rps": True,
-        "predict_rps >= 20 x naive_rps": True,
+        "predict_vs_ceiling >= 0.4": True,
+        "predict_vs_naive >= 20": True,
         "p99_ms <= 50": True,
     }
     table = format_table(summary)
     assert "plafond (GET /health)" in table and "API naïve" in table and "vraie API (POST /predict)" in table
-    assert "50 × l'API naïve" in table
+    assert "/predict = 50\u202f% du plafond (objectif ≥ 40\u202f% : atteint)" in table
+    assert "50,0 × l'API naïve (objectif ≥ 20,0 × : atteint)" in table
+    assert "p99 = 40,0 ms (objectif ≤ 50,0 ms : atteint)" in table
+
+    slow = summarize(
+        [Measure(m.target, m.connections, m.rps, m.p50_ms, 60.0, m.requests, 0) for m in measures],
+        generator="wrk",
+        duration=5,
+        model="m.keras",
+    )
+    assert slow["targets"]["p99_ms <= 50"] is False and "(objectif ≤ 50,0 ms : non atteint)" in format_table(slow)
     json.dumps(summary)  # JSON-able
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from atelier.data import DatasetError, DatasetWarning, load_dataset, resolve_data_dir, split_dataset, to_tf_dataset
 from atelier.labels import CLASSES, canonical_label, order_labels
-from tests.conftest import encode, textured_rgb
+from tests.conftest import encode, make_dataset, textured_rgb
 
 KAGGLE = {"green_area": (40, 120, 50), "water": (20, 40, 120), "desert": (200, 170, 110), "cloudy": (230, 230, 235)}
 
@@ -50,6 +50,24 @@ def test_label_mapping():
     assert canonical_label("Green-Area") == "forêt"
     assert canonical_label("urbain") == "urbain"
     assert order_labels(["urbain", "mer", "forêt", "agricole"]) == ["forêt", "mer", "agricole", "urbain"]
+    # EuroSAT folder names of the two classes it shares with the workshop.
+    assert canonical_label("Forest") == "forêt" and canonical_label("SeaLake") == "mer"
+
+
+def test_eurosat_folders_load(tmp_path):
+    root = make_dataset(tmp_path / "eurosat", per_class=3, folders={"Forest": (40, 90, 60), "SeaLake": (20, 40, 110)})
+    dataset = load_dataset(root)
+    assert dataset.classes == ["forêt", "mer"] and dataset.counts() == {"forêt": 3, "mer": 3}
+
+
+def test_other_classes_are_a_french_error_listing_the_accepted_names(tmp_path):
+    root = make_dataset(tmp_path / "eurosat", per_class=2, folders={"Forest": (40, 90, 60), "Highway": (120, 120, 120)})
+    with pytest.raises(DatasetError) as error:
+        load_dataset(root)
+    message = str(error.value)
+    assert "inconnu" in message and "Highway" in message
+    for accepted in ("forêt", "green_area", "forest", "mer", "sealake", "water", "désert", "nuageux", "cloudy"):
+        assert accepted in message, accepted
 
 
 def test_kaggle_names_and_modes_load(kaggle_like):
@@ -58,7 +76,7 @@ def test_kaggle_names_and_modes_load(kaggle_like):
     assert dataset.counts() == {name: 17 for name in CLASSES}
     assert dataset.images.shape == (68, 64, 64, 3) and dataset.images.dtype == np.uint8
     # The CMYK file of each class keeps its class colour instead of turning black.
-    for path, image, label in zip(dataset.paths, dataset.images, dataset.labels):
+    for path, image in zip(dataset.paths, dataset.images, strict=True):
         if path.name == "cmyk.jpg":
             expected = KAGGLE[path.parent.name]
             assert np.abs(image.reshape(-1, 3).mean(0) - expected).max() < 25, path
@@ -167,7 +185,7 @@ def test_classes_imposed_by_a_model(kaggle_like, tmp_path):
     assert dataset.counts()["mer"] == 17
     (kaggle_like / "urbain").mkdir()
     write(kaggle_like / "urbain" / "a.png", encode(textured_rgb(), "PNG"))
-    with pytest.raises(DatasetError, match="inconnues du modèle.*urbain"):
+    with pytest.raises(DatasetError, match=r"inconnues du modèle.*urbain"):
         load_dataset(kaggle_like, classes=list(CLASSES))
 
 

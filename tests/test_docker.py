@@ -122,7 +122,7 @@ def test_serve_reads_the_model_from_the_environment(monkeypatch):
 
 
 def test_extra_options_appended_by_docker_run_are_accepted():
-    argv = container_command() + ["--workers", "2", "--no-access-log"]
+    argv = [*container_command(), "--workers", "2", "--no-access-log"]
     args = build_parser().parse_args(argv[3:])
     assert args.workers == 2 and args.access_log is False
 

@@ -102,7 +102,7 @@ def _square_images(n, seed):
     images = rng.uniform(20, 70, (n, SIZE, SIZE, 3)).astype(np.float32)
     labels = rng.integers(0, 2, n)
     corners = rng.integers(0, SIZE - SQUARE + 1, (n, 2))
-    for image, label, (top, left) in zip(images, labels, corners):
+    for image, label, (top, left) in zip(images, labels, corners, strict=True):
         if label:
             image[top : top + SQUARE, left : left + SQUARE] = rng.uniform(200, 250, 3)
     return images, labels, corners
@@ -144,7 +144,7 @@ def _inside(heatmap, corner, margin=2):
 def test_grad_cam_peaks_on_the_bright_square(square_detector):
     model, images, corners = square_detector
     cams = explain.grad_cam(model, images, class_index=1)
-    hits = [_inside(cam, corner) for cam, corner in zip(cams, corners)]
+    hits = [_inside(cam, corner) for cam, corner in zip(cams, corners, strict=True)]
     assert np.mean(hits) >= 0.9, hits
     # Mean heat inside the square is far above the mean heat elsewhere.
     top, left = corners[0]
@@ -157,7 +157,7 @@ def test_occlusion_peaks_on_the_bright_square(square_detector):
     model, images, corners = square_detector
     hits = [
         _inside(explain.occlusion_map(model, image, class_index=1, patch=6, stride=2), corner)
-        for image, corner in zip(images[:8], corners[:8])
+        for image, corner in zip(images[:8], corners[:8], strict=True)
     ]
     assert np.mean(hits) >= 0.85, hits
 

@@ -73,5 +73,5 @@ def test_unreadable_metadata(tmp_path, saved_model):
 
 
 def test_wrong_extension(tmp_path):
-    with pytest.raises(ModelFileError, match=".keras"):
+    with pytest.raises(ModelFileError, match=r"\.keras"):
         save_model(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]), tmp_path / "m.h5", classes=["a", "b"])

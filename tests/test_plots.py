@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import ClassVar
 
 import matplotlib
 
@@ -140,7 +141,7 @@ def test_training_curves_in_french_with_best_epoch():
 
 def test_training_curves_accept_a_keras_history_without_validation():
     class FakeHistory:
-        history = {"loss": [1.0, 0.5], "accuracy": [0.5, 0.8]}
+        history: ClassVar[dict[str, list[float]]] = {"loss": [1.0, 0.5], "accuracy": [0.5, 0.8]}
 
     figure = plots.plot_training_curves(FakeHistory())
     assert len(figure.axes) == 2

@@ -13,13 +13,9 @@ import time
 import pytest
 import requests
 
+from atelier.server import free_port
+
 from .conftest import encode, textured_rgb
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -48,7 +44,7 @@ def stop(process: subprocess.Popen) -> str:
     except subprocess.TimeoutExpired:
         process.kill()
         out, _ = process.communicate()
-        raise AssertionError(f"le serveur ne s'est pas arrêté :\n{out}")
+        raise AssertionError(f"le serveur ne s'est pas arrêté :\n{out}") from None
     return out
 
 

@@ -26,7 +26,7 @@ import pytest
 import requests
 from fastapi import FastAPI
 
-from atelier.server import ServerHandle, ServerStartError, running_servers, start_server, stop_all
+from atelier.server import ServerHandle, ServerStartError, free_port, running_servers, start_server, stop_all
 
 
 def make_app(name: str = "a") -> FastAPI:
@@ -37,12 +37,6 @@ def make_app(name: str = "a") -> FastAPI:
         return {"pong": name}
 
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def port_is_free(port: int) -> bool:
@@ -185,7 +179,7 @@ def test_startup_timeout():
         await asyncio.sleep(30)
         yield
 
-    with pytest.raises(ServerStartError, match="n'a pas démarré en 0.5 s"):
+    with pytest.raises(ServerStartError, match=r"n'a pas démarré en 0\.5 s"):
         start_server(FastAPI(lifespan=lifespan), port=None, timeout=0.5)
 
 

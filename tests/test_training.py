@@ -48,5 +48,5 @@ def test_unreadable_cnn_is_retrained(cache, monkeypatch, capsys):
 
 def test_other_models_are_never_trained(cache, monkeypatch):
     monkeypatch.setattr(training, "train", lambda *args, **kwargs: pytest.fail("ne doit pas entraîner"))
-    with pytest.raises(ModelFileError, match="transfert.*chapitre"):
+    with pytest.raises(ModelFileError, match=r"transfert.*chapitre"):
         training.ensure_model("transfert")

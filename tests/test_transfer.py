@@ -112,7 +112,7 @@ def test_cached_weights_are_loaded_without_network(cached, no_network):
     model = transfer.build_transfer_model(CLASSES, status.weights_path)
     base = transfer.backbone_of(model)
     loaded = base.get_weights()
-    assert len(loaded) == len(saved) and all(np.array_equal(a, b) for a, b in zip(loaded, saved))
+    assert len(loaded) == len(saved) and all(np.array_equal(a, b) for a, b in zip(loaded, saved, strict=True))
     assert not base.trainable and model.name == "mobilenet_transfert"
     assert transfer.count_parameters(model) == {"total": 415_332, "entrainables": 5_124, "geles": 410_208}
     assert model.input_shape == (None, 64, 64, 3) and model.output_shape == (None, len(CLASSES))

@@ -248,13 +248,13 @@ def test_history_grows_by_one_row_per_prediction(visit):
 
     # the second one by drag and drop onto the zone
     data_transfer = page.evaluate_handle(
-        """() => {
+        """(encoded) => {
             const dt = new DataTransfer();
-            const bytes = new Uint8Array([...atob(%r)].map(c => c.charCodeAt(0)));
+            const bytes = new Uint8Array([...atob(encoded)].map(c => c.charCodeAt(0)));
             dt.items.add(new File([bytes], "desert-glisse.jpg", {type: "image/jpeg"}));
             return dt;
-        }"""
-        % base64.b64encode(encode(textured_rgb(seed=2, colour=CLASS_COLOURS["désert"]))).decode()
+        }""",
+        base64.b64encode(encode(textured_rgb(seed=2, colour=CLASS_COLOURS["désert"]))).decode(),
     )
     page.dispatch_event("#zone-depot", "drop", {"dataTransfer": data_transfer})
     page.wait_for_function("n => document.getElementById('historique').dataset.total === n", arg=str(total + 2))
@@ -303,7 +303,8 @@ def test_keyboard_opens_the_file_chooser_with_visible_focus(visit):
             break
     assert page.evaluate("document.activeElement.id") == "zone-depot", "la zone de dépôt doit être atteignable avec Tab"
     outline = page.evaluate(
-        "getComputedStyle(document.activeElement).outlineStyle + ' ' + getComputedStyle(document.activeElement).outlineWidth"
+        "getComputedStyle(document.activeElement).outlineStyle + ' '"
+        " + getComputedStyle(document.activeElement).outlineWidth"
     )
     assert not outline.startswith("none") and float(outline.split()[1].rstrip("px")) >= 2, outline
     assert page.get_attribute("#zone-depot", "role") == "button"
@@ -383,7 +384,8 @@ _CONTRAST_JS = """
     if (!text || !node.checkVisibility()) continue;
     const [l1, l2] = [lum(parse(getComputedStyle(node).color)), lum(background(node))];
     const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
-    if (ratio < 4.5) low.push(`${node.tagName}#${node.id}.${node.className} « ${text.slice(0, 30)} » ${ratio.toFixed(2)}`);
+    if (ratio < 4.5)
+      low.push(`${node.tagName}#${node.id}.${node.className} « ${text.slice(0, 30)} » ${ratio.toFixed(2)}`);
   }
   return low;
 }
@@ -393,7 +395,8 @@ _OVERFLOW_JS = """
 () => {
   const width = document.documentElement.clientWidth;
   const clipped = (e) => {  // visually hidden on purpose (screen-reader-only text, skip link)
-    for (; e; e = e.parentElement) if (getComputedStyle(e).clipPath !== "none" || e.matches(".lien-evitement")) return true;
+    for (; e; e = e.parentElement)
+      if (getComputedStyle(e).clipPath !== "none" || e.matches(".lien-evitement")) return true;
     return false;
   };
   const wide = [...document.querySelectorAll("body *")]

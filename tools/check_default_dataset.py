@@ -135,7 +135,7 @@ def main():
         predicted = model.predict(images, verbose=0).argmax(1)
         accuracy = float((predicted == y_test).mean())
         confusion = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
-        for truth, guess in zip(y_test, predicted):
+        for truth, guess in zip(y_test, predicted, strict=True):
             confusion[truth, guess] += 1
         print(
             f"{name:<22} exactitude {accuracy:.3f}   confusion (lignes = vérité {'/'.join(CLASSES)}) "

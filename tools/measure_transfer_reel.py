@@ -6,7 +6,7 @@ DOSSIER (par défaut ``../shared/data/reel-dev``) : un jeu « un dossier par cla
 graine, ``--per-class`` images par classe servent à entraîner (dont 10 % de validation), les autres à tester ;
 deux modèles **jetables** sont entraînés (rien n'est enregistré dans le projet) :
 
-- le CNN du chapitre 2, depuis zéro, avec sa recette (pas en cosinus, arrêt anticipé en filet de sécurité) ;
+- le CNN du chapitre 2, depuis zéro, avec la recette de ``python -m atelier train`` (``training_plan``) ;
 - le transfert du chapitre 3 : base EuroSAT gelée + nouvelle tête, puis affinage du dernier bloc.
 
 C'est une mesure, pas un test : la suite de tests ne dépend pas de ces images. La dernière ligne est un JSON.
@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,10 +31,10 @@ from atelier.data import Splits, load_dataset  # noqa: E402
 from atelier.eurosat_tiles import read_manifest  # noqa: E402
 from atelier.evaluation import evaluate_dataset  # noqa: E402
 from atelier.model import build_cnn, compile_model  # noqa: E402
-from atelier.training import epochs_for, fit_phase, fit_transfer, set_seed  # noqa: E402
+from atelier.training import epochs_for, fit, fit_transfer, set_seed, training_plan  # noqa: E402
 
-#: Pas d'optimisation visés : CNN depuis zéro, puis tête et affinage du transfert.
-CNN_STEPS, HEAD_STEPS, FINE_STEPS = 600, 150, 150
+#: Pas d'optimisation visés pour la tête et l'affinage du transfert (le CNN suit ``training_plan``).
+HEAD_STEPS, FINE_STEPS = 150, 150
 
 
 def fixed_split(dataset, per_class: int, seed: int) -> Splits:
@@ -50,11 +51,13 @@ def fixed_split(dataset, per_class: int, seed: int) -> Splits:
 
 
 def from_scratch(classes, splits: Splits, seed: int):
+    """Le CNN du chapitre 2 avec la recette de ``python -m atelier train`` (``training_plan``, arrêt anticipé)."""
     set_seed(seed)
-    epochs = epochs_for(len(splits.train), CNN_STEPS)
-    model = compile_model(build_cnn(classes, seed=seed), total_steps=-(-len(splits.train) // 32) * epochs)
-    history, seconds = fit_phase(model, splits, epochs=epochs, seed=seed)
-    return model, len(history.history["loss"]), seconds
+    plan = training_plan(len(splits.train))
+    model = compile_model(build_cnn(classes, seed=seed), total_steps=plan.total_steps)
+    started = time.perf_counter()
+    history = fit(model, splits.train, splits.validation, plan, seed=seed, verbose=0)
+    return model, len(history.history["loss"]), time.perf_counter() - started
 
 
 def overlap_with_shipped_tiles(folder: Path) -> int:

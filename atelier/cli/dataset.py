@@ -23,4 +23,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     return {"path": str(path), "per_class": args.per_class, "seed": args.seed}
 
 
-DATA = Command("data", _add_arguments, _run, "construire le jeu de données par défaut (images NASA + nuages)")
+DATA = Command(
+    "data",
+    _add_arguments,
+    _run,
+    "construire le jeu de données par défaut (tuiles Sentinel-2, images NASA, déserts et nuages)",
+)

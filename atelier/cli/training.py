@@ -22,7 +22,8 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
         "--epochs",
         type=int,
         default=None,
-        help="nombre d'époques (défaut : 20 ; 12 avec --backbone, moitié tête, moitié affinage)",
+        help="nombre d'époques, de 40 à 80 lots selon la taille du jeu (défaut : 20) ; avec --backbone, une passe "
+        "sur le jeu par époque, moitié tête, moitié affinage (défaut : 12)",
     )
     parser.add_argument("--seed", type=int, default=0, help="graine (défaut : 0)")
     parser.add_argument("--batch-size", type=int, default=32, help="taille des lots (défaut : 32)")
@@ -65,6 +66,7 @@ def _train_run(args: argparse.Namespace) -> dict[str, Any]:
         "metadata": str(result.path.with_suffix(".json")),
         "version": result.metadata["version"],
         "epochs": result.metrics["epochs"],
+        "steps_per_epoch": result.metrics["steps_per_epoch"],
         "training_seconds": result.metrics["training_seconds"],
         "per_class": result.metrics["per_class"],
     }

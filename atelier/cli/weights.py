@@ -35,21 +35,27 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         path = install_weights(args.depuis)
         action = "copié depuis " + str(args.depuis)
     else:
-        status = imagenet_weights_status()
-        path = status.weights_path
-        action = "déjà en cache"
-        if path is not None:
-            try:
-                build_backbone(path)
-            except WeightsError:
-                path = None  # corrupt copy: download it again
-        if path is None:
+        cached = _usable_cached_weights()
+        if cached is not None:
+            path, action = cached, "déjà en cache"
+        else:
             print(f"Téléchargement de {WEIGHTS_URL} …", flush=True)
-            path = download_weights()
-            action = "téléchargé"
+            path, action = download_weights(), "téléchargé"
     print(f"Poids ImageNet de MobileNetV2 prêts ({action}) : {path}")
     print("Vérification : le fichier se charge dans le réseau de l'atelier. Le chapitre 3 fera du vrai transfert.")
     return {"path": str(path), "action": action, "sha256": file_sha256(path), "filename": WEIGHTS_FILENAME}
+
+
+def _usable_cached_weights() -> Path | None:
+    """The weights already in Keras's cache, if they load (a corrupt copy is downloaded again)."""
+    path = imagenet_weights_status().weights_path
+    if path is None:
+        return None
+    try:
+        build_backbone(path)
+    except WeightsError:
+        return None
+    return path
 
 
 WEIGHTS = Command(

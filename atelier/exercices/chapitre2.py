@@ -150,10 +150,11 @@ def ex2(my_layers, classes):
         last.units == len(classes) and last.get_config()["activation"] == "softmax",
         f'la dernière couche doit donner une probabilité par classe : Dense({len(classes)}, activation="softmax").',
     )
-    for position, (got, want) in enumerate(zip(_describe(model), _describe(reference), strict=True), start=1):
+    for position, (layer, wanted) in enumerate(zip(_describe(model), _describe(reference), strict=True), start=1):
         expect(
-            got == want,
-            f"couche n° {position} ({got[0]}) : forme {got[1]}, {got[2]} paramètres ; attendu {want[1]}, {want[2]}.",
+            layer == wanted,
+            f"couche n° {position} ({layer[0]}) : forme {layer[1]}, {layer[2]} paramètres ; "
+            f"attendu {wanted[1]}, {wanted[2]}.",
         )
 
 

@@ -242,7 +242,7 @@ def ex3(fixed_app):
             'HTTPException(415, detail="…").',
         )
         expect(
-            detail.strip().lower() not in {"unsupported media type", "bad request"},
+            str(detail).strip().lower() not in {"unsupported media type", "bad request"},
             f"le message {detail!r} est le texte anglais par défaut : écrivez une phrase en français qui dit "
             "quoi faire.",
         )

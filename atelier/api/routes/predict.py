@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -12,7 +12,7 @@ from ...inference import PredictorUnavailableError
 from ...preprocessing import ImageError
 from ..errors import documented, error_response, image_error_status
 from ..schemas import PredictionOut
-from ..state import AppState
+from ..state import state_of
 
 router = APIRouter(tags=["prédiction"])
 
@@ -38,9 +38,11 @@ router = APIRouter(tags=["prédiction"])
     ),
 )
 async def predict(
-    state: AppState,
+    request: Request,
     file: Annotated[UploadFile, File(description="L'image à classer (JPEG, PNG, WebP, BMP ou TIFF).")],
 ) -> JSONResponse:
+    # Hot route: the state without dependency injection (see atelier.api.state).
+    state = state_of(request)
     data = await file.read()
     try:
         result = await run_in_threadpool(state.predict_bytes, data, file.filename)

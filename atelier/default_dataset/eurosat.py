@@ -1,0 +1,109 @@
+"""Les vraies tuiles Sentinel-2 (EuroSAT) livrées avec l'atelier, dans ``atelier/eurosat/``.
+
+5 000 tuiles RVB de 64 × 64 pixels (10 m par pixel), 500 par classe EuroSAT, licence MIT (Helber et al.,
+2019 ; *contient des données Copernicus Sentinel modifiées*). Le jeu par défaut en prend :
+
+- les tuiles ``Forest`` pour la classe ``forêt`` et ``SeaLake`` pour la classe ``mer``, dans la moitié réservée
+  à l'atelier (:func:`workshop_range`) ;
+- des tuiles de **toutes** les classes comme sol sous les nuages de la classe ``nuageux``.
+
+Chaque tuile est vérifiée par sa somme MD5 (``manifest.csv``) avant d'être utilisée : une tuile abîmée donne
+une erreur claire plutôt qu'un jeu de données faux.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+#: The folder of the shipped EuroSAT tiles (package data of ``atelier``).
+EUROSAT_DIR = Path(__file__).resolve().parent.parent / "eurosat"
+MANIFEST_CSV = "manifest.csv"
+#: EuroSAT classes used as the real tiles of a workshop class.
+REAL_CLASSES: dict[str, str] = {"forêt": "Forest", "mer": "SeaLake"}
+#: EuroSAT classes used as the ground under the clouds of « nuageux » (all ten).
+GROUND_CLASSES: tuple[str, ...] = (
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
+)
+
+
+class EuroSatError(FileNotFoundError):
+    """Les tuiles EuroSAT livrées avec l'atelier manquent ou sont abîmées."""
+
+
+def manifest_path() -> Path:
+    """Chemin du manifeste des tuiles EuroSAT (classe, fichier, MD5)."""
+    return EUROSAT_DIR / MANIFEST_CSV
+
+
+@lru_cache(maxsize=1)
+def tile_index() -> dict[str, tuple[tuple[str, str], ...]]:
+    """EuroSAT class → ``((file name, md5), …)`` in the order of ``manifest.csv``."""
+    path = manifest_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise EuroSatError(
+            f"Manifeste des tuiles EuroSAT introuvable ({path}) : le dossier atelier/eurosat/ de l'atelier "
+            "est incomplet. Réinstallez l'atelier (python demarrer.py)."
+        ) from error
+    by_class: dict[str, list[tuple[str, str]]] = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        by_class.setdefault(row["class"], []).append((row["file"], row["md5"]))
+    missing = [name for name in GROUND_CLASSES if not by_class.get(name)]
+    if missing:
+        raise EuroSatError(f"Le manifeste {path} ne liste aucune tuile pour : {', '.join(missing)}.")
+    return {name: tuple(files) for name, files in by_class.items()}
+
+
+def tile_count(eurosat_class: str) -> int:
+    """Nombre de tuiles livrées pour une classe EuroSAT."""
+    return len(tile_index()[eurosat_class])
+
+
+def workshop_range(eurosat_class: str) -> range:
+    """Numéros des tuiles réservées à l'atelier : la seconde moitié de la classe, dans l'ordre du manifeste.
+
+    Le réseau de base du chapitre 3 est pré-entraîné sans elles ; le jeu par défaut ne prend ses tuiles
+    ``Forest`` et ``SeaLake`` étiquetées que là (250 de chaque).
+    """
+    count = tile_count(eurosat_class)
+    return range(count // 2, count)
+
+
+@lru_cache(maxsize=4096)
+def load_tile(eurosat_class: str, number: int) -> np.ndarray:
+    """La tuile numéro ``number`` (ordre du manifeste, modulo leur nombre) de la classe, ``uint8`` (64, 64, 3).
+
+    Lève :class:`EuroSatError` (message en français) si le fichier manque ou ne correspond pas au manifeste.
+    """
+    files = tile_index()[eurosat_class]
+    name, md5 = files[number % len(files)]
+    path = EUROSAT_DIR / eurosat_class / name
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise EuroSatError(
+            f"Tuile EuroSAT introuvable : {path}. Réinstallez l'atelier (python demarrer.py)."
+        ) from error
+    if hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
+        raise EuroSatError(f"Tuile EuroSAT abîmée (somme MD5 différente du manifeste) : {path}.")
+    with Image.open(io.BytesIO(data)) as image:
+        array = np.asarray(image.convert("RGB"))
+    array.setflags(write=False)
+    return array
