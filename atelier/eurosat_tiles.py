@@ -16,24 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from .data import DatasetError, ImageDataset
+from .default_dataset.eurosat import GROUND_CLASSES
 from .preprocessing import IMAGE_SIZE, ImageError, load_image
 
 #: Dossier des tuiles dans le paquet.
 EUROSAT_DIR = Path(__file__).resolve().parent / "eurosat"
 
-#: Les 10 classes d'EuroSAT, dans l'ordre alphabétique (celui des sorties du réseau pré-entraîné).
-EUROSAT_CLASSES: tuple[str, ...] = (
-    "AnnualCrop",
-    "Forest",
-    "HerbaceousVegetation",
-    "Highway",
-    "Industrial",
-    "Pasture",
-    "PermanentCrop",
-    "Residential",
-    "River",
-    "SeaLake",
-)
+#: Les 10 classes d'EuroSAT, dans l'ordre alphabétique (celui des sorties du réseau pré-entraîné) : celles du
+#: manifeste, telles que le jeu par défaut les lit aussi.
+EUROSAT_CLASSES: tuple[str, ...] = GROUND_CLASSES
 
 #: Noms français des classes, pour les figures des notebooks.
 FRENCH_NAMES: dict[str, str] = {
