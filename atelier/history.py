@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import sqlite3
 import threading
 import unicodedata
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from .paths import cache_dir
+
+log = logging.getLogger(__name__)
 
 #: Longest file name kept in the history, in characters.
 MAX_FILENAME_CHARS = 120
@@ -99,6 +102,8 @@ class History:
             target.parent.mkdir(parents=True, exist_ok=True)
         self.path = target
         self._lock = threading.Lock()
+        self._retention_stop = threading.Event()
+        self._retention_thread: threading.Thread | None = None
         self._conn = sqlite3.connect(str(target), check_same_thread=False, timeout=10, isolation_level=None)
         self._conn.execute("PRAGMA busy_timeout = 10000")
         if str(target) != ":memory:":
@@ -159,6 +164,33 @@ class History:
                 ).rowcount
         return deleted
 
+    def start_retention(self, interval_s: float) -> None:
+        """Applique la rétention maintenant puis toutes les *interval_s* secondes, dans un fil à part."""
+        if self._retention_thread is not None or (self.retention_days is None and self.max_rows is None):
+            return
+        self._retention_stop.clear()
+
+        def loop() -> None:
+            while True:
+                try:
+                    deleted = self.prune()
+                except sqlite3.Error as exc:  # a busy or read-only base: try again next time
+                    log.warning("Rétention de l'historique impossible pour l'instant : %s", exc)
+                else:
+                    if deleted:
+                        log.info("Historique : %d prédictions anciennes effacées (rétention).", deleted)
+                if self._retention_stop.wait(interval_s):
+                    return
+
+        self._retention_thread = threading.Thread(target=loop, name="atelier-retention", daemon=True)
+        self._retention_thread.start()
+
+    def stop_retention(self, timeout: float = 5.0) -> None:
+        self._retention_stop.set()
+        if self._retention_thread is not None:
+            self._retention_thread.join(timeout)
+            self._retention_thread = None
+
     def count(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
@@ -188,5 +220,6 @@ class History:
         return total, items
 
     def close(self) -> None:
+        self.stop_retention()
         with self._lock:
             self._conn.close()

@@ -27,6 +27,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,6 +257,8 @@ class _Batcher:
             return
         for (_, fut), row in zip(batch, probabilities, strict=True):
             fut.set_result(Prediction(row, serving.classes, serving.version))
+        if self._predictor.on_batch is not None:
+            self._predictor.on_batch(len(batch))
 
 
 class Predictor:
@@ -283,6 +286,8 @@ class Predictor:
         self.max_queued = max_queued
         self._batcher: _Batcher | None = None
         self._batcher_lock = threading.Lock()
+        #: Called with the size of every batch passed to the network (the API's metrics), or None.
+        self.on_batch: Callable[[int], None] | None = None
 
     @classmethod
     def from_path(
@@ -319,6 +324,8 @@ class Predictor:
             return self._get_batcher().submit(image).result(timeout=RESULT_TIMEOUT_S)
         serving = self._current  # taken once: a concurrent swap does not affect this request
         probabilities = serving.run(image[np.newaxis].astype(np.float32))
+        if self.on_batch is not None:
+            self.on_batch(1)
         return Prediction(probabilities[0], serving.classes, serving.version)
 
     def _get_batcher(self) -> _Batcher:

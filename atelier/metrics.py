@@ -14,8 +14,8 @@ Métriques (toutes préfixées ``atelier_``) :
 Plusieurs processus (``serve --workers N``) : ``serve`` donne à tous ses processus un même dossier
 ``PROMETHEUS_MULTIPROC_DIR`` (mode multiprocessus de ``prometheus-client``) ; quel que soit le processus
 qui répond à ``/metrics``, compteurs et histogrammes sont **la somme de tous les processus**, la
-profondeur de file aussi (processus vivants), et ``atelier_model_version`` est donnée **par processus**
-(étiquette ``pid``) : on voit ainsi si tous les processus servent la même version. Deux répliques
+profondeur de file aussi (processus vivants), et ``atelier_model_version`` est donnée **par processus
+vivant** (étiquette ``pid``) : on voit ainsi si tous les processus servent la même version. Deux répliques
 (deux ``serve``) ont chacune leurs métriques : Prometheus interroge chacune.
 """
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -61,10 +62,29 @@ def render() -> tuple[bytes, str]:
     if os.environ.get(MULTIPROC_ENV):
         from prometheus_client import multiprocess
 
+        _forget_dead_processes(os.environ[MULTIPROC_ENV])
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def _forget_dead_processes(directory: str) -> None:
+    """Retire les jauges des processus disparus sans avoir pu s'arrêter proprement (tués, redémarrés)."""
+    from prometheus_client import multiprocess
+
+    pids = set()
+    for name in os.listdir(directory):
+        stem, _, suffix = name.removesuffix(".db").rpartition("_")
+        if stem.startswith("gauge_live") and suffix.isdigit():
+            pids.add(int(suffix))
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)
+        except PermissionError:  # alive, under another user
+            pass
 
 
 def mark_process_dead() -> None:
@@ -92,6 +112,9 @@ class MetricsMiddleware:
         self.app = app
         self.routes = frozenset(routes)
         self.prefixes = tuple(prefixes)
+        # Labelled children, looked up once (``labels()`` costs several µs on the request path).
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._latencies: dict[str, Any] = {}
 
     def _route(self, path: str) -> str:
         if path in self.routes:
@@ -115,5 +138,13 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            REQUESTS.labels(route, scope.get("method", ""), str(status)).inc()
-            LATENCY.labels(route).observe(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            key = (route, scope.get("method", ""), status)
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters.setdefault(key, REQUESTS.labels(key[0], key[1], str(status)))
+            counter.inc()
+            latency = self._latencies.get(route)
+            if latency is None:
+                latency = self._latencies.setdefault(route, LATENCY.labels(route))
+            latency.observe(elapsed)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics
-from .inference import IncompatibleModelError, Predictor, ServingModel
+from .inference import Predictor, ServingModel
 from .model_repository import DEFAULT_MIN_ACCURACY, DEFAULT_POLL_SECONDS, ModelRepository, RepositoryPoller
 
 log = logging.getLogger(__name__)
@@ -84,13 +84,7 @@ class ModelFollower:
         if self.predictor is None:
             self.predictor = self._make_predictor(serving)
         else:
-            current = self.predictor.current
-            if serving.classes != current.classes or serving.image_size != current.image_size:
-                raise IncompatibleModelError(
-                    f"classes {list(serving.classes)} et images {serving.image_size} px au lieu de "
-                    f"{list(current.classes)} et {current.image_size} px (modèle en service)"
-                )
-            self.predictor.swap(serving)
+            self.predictor.swap(serving)  # IncompatibleModelError (other classes or size): the old one stays
             metrics.SWAPS.inc()
         self.repository.require(serving.classes, serving.image_size)
         metrics.set_model_version(serving.version)

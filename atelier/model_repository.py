@@ -65,6 +65,10 @@ class RepositoryError(ModelFileError):
     """Une version du dépôt ne peut pas être servie, ou le dépôt est mal utilisé (message en français)."""
 
 
+class UnknownVersionError(RepositoryError):
+    """La version demandée n'existe pas dans le dépôt."""
+
+
 def default_sample_dir() -> Path:
     """Les images d'exemple de l'atelier : ``$ATELIER_SAMPLES`` ou ``images/exemples/`` du dépôt git."""
     explicit = os.environ.get("ATELIER_SAMPLES")
@@ -220,7 +224,7 @@ class ModelRepository:
         """Lève :class:`RepositoryError` si *version* n'est pas dans le dépôt."""
         if version not in self.versions():
             known = ", ".join(map(str, self.versions())) or "aucune"
-            raise RepositoryError(f"La version {version} n'existe pas dans {self.root} (versions : {known}).")
+            raise UnknownVersionError(f"La version {version} n'existe pas dans {self.root} (versions : {known}).")
 
     # -- publishing ------------------------------------------------------------------------------
     def publish(self, model_path: str | Path) -> int:

@@ -59,6 +59,7 @@ class ApiKeyMiddleware:
         public_paths: Iterable[str] = (
             "/",
             "/health",
+            "/health/ready",
             "/docs",
             "/docs/oauth2-redirect",
             "/redoc",

@@ -72,7 +72,7 @@ def test_same_image_same_answer_and_increasing_ids(client):
 
 def test_health_and_model(client, saved_model):
     _, metadata = saved_model
-    assert client.get("/health").json() == {"status": "ok", "model_version": metadata["version"]}
+    assert client.get("/health").json() == {"status": "ok", "ready": True, "model_version": metadata["version"]}
     model = client.get("/model").json()
     assert model["version"] == metadata["version"]
     assert model["classes"] == metadata["classes"]
@@ -158,7 +158,16 @@ def test_docs_and_openapi_in_french(client):
     put = schema["paths"]["/model"]["put"]
     assert {"multipart/form-data", "application/json"} <= set(put["requestBody"]["content"])
     assert "HTTPValidationError" not in json.dumps(schema)
-    assert set(schema["paths"]) == {"/health", "/predict", "/predictions", "/model"}
+    assert set(schema["paths"]) == {
+        "/health",
+        "/health/ready",
+        "/predict",
+        "/predictions",
+        "/model",
+        "/models",
+        "/model/pin",
+        "/metrics",
+    }
 
 
 def test_openapi_references_resolve(client):

@@ -42,3 +42,5 @@ def test_errors_are_french(tmp_path, tiny):
     assert_french_failure(run_cli("models", "--model-dir", tmp_path / "rien"), "Dépôt de modèles introuvable")
     assert_french_failure(run_cli("models", "--model-dir", tmp_path, "--min-accuracy", "2"), "entre 0 et 1")
     assert_french_failure(run_cli("publish", "--model", tiny[0]), "obligatoire")
+    assert_french_failure(run_cli("serve", "--model-dir", tmp_path / "rien"), "Dépôt de modèles introuvable")
+    assert_french_failure(run_cli("serve", "--model-dir", tmp_path, "--poll-seconds", "0"), "--poll-seconds")

@@ -127,24 +127,52 @@ def test_extra_options_appended_by_docker_run_are_accepted():
     assert args.workers == 2 and args.access_log is False
 
 
-def test_compose_uses_the_dockerfile_and_the_same_port():
+def test_compose_runs_replicas_of_the_api_behind_a_proxy():
     yaml = pytest.importorskip("yaml")
     compose = yaml.safe_load((REPO / "compose.yaml").read_text(encoding="utf-8"))
     services = compose["services"]
-    assert len(services) == 1
-    service = next(iter(services.values()))
-    build = service["build"]
+    assert set(services) == {"api", "proxy"}
+    api, proxy = services["api"], services["proxy"]
+    build = api["build"]
     dockerfile = build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else "Dockerfile"
     context = build.get("context", ".") if isinstance(build, dict) else build
     assert (REPO / context / dockerfile).resolve() == (REPO / "Dockerfile").resolve()
-    container_ports = {str(p).rsplit(":", 1)[-1].split("/")[0] for p in service["ports"]}
-    assert container_ports == {"8000"}
-    # the model path given to the container is inside a mounted volume
-    model = service["environment"]["ATELIER_MODEL"]
-    targets = [str(v).split(":")[1] for v in service["volumes"]]
-    assert any(model.startswith(target.rstrip("/") + "/") for target in targets), (model, targets)
-    # named volumes are declared
-    for volume in service["volumes"]:
+    assert api["deploy"]["replicas"] >= 2, "several replicas of the API"
+    assert "ports" not in api, "replicas are reached through the proxy only (a fixed host port cannot be shared)"
+    assert {str(p) for p in api["expose"]} == {"8000"}
+    # every replica follows the same model repository, from a mounted volume, read by serve from the environment
+    model_dir = api["environment"]["ATELIER_MODEL_DIR"]
+    targets = [str(v).split(":")[1] for v in api["volumes"]]
+    assert model_dir in targets, (model_dir, targets)
+    for volume in api["volumes"] + proxy["volumes"]:
         source = str(volume).split(":")[0]
-        if not source.startswith((".", "/", "~")):
+        if source.startswith((".", "/", "~")):
+            assert (REPO / source).exists(), f"{source} must exist in the repository (or be created by the user)"
+        else:
             assert source in compose.get("volumes", {}), source
+    # the proxy: a maintained official image with a pinned version, on the API's port, forwarding to the replicas
+    image, _, tag = proxy["image"].partition(":")
+    assert image == "nginx" and tag and tag != "latest"
+    assert {str(p).rsplit(":", 1)[-1] for p in proxy["ports"]} == {"8000"}
+    conf_source = next(str(v).split(":")[0] for v in proxy["volumes"] if "nginx" in str(v))
+    conf = (REPO / conf_source).read_text(encoding="utf-8")
+    assert "listen 8000;" in conf and "server api:8000" in conf and "proxy_pass http://" in conf
+
+
+def test_serve_follows_the_repository_given_by_compose(monkeypatch):
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text(encoding="utf-8"))
+    monkeypatch.setenv("ATELIER_MODEL_DIR", compose["services"]["api"]["environment"]["ATELIER_MODEL_DIR"])
+    args = build_parser().parse_args(container_command()[3:])
+    assert str(args.model_dir) == "/depot"
+
+
+def test_the_image_has_the_sample_images_that_check_every_version():
+    instructions = dockerfile_instructions()
+    copies = [exec_form(args) for kw, args in instructions if kw == "COPY"]
+    destination = next(words[-1] for words in copies if words[0] == "images/exemples")
+    workdir = next(args for kw, args in instructions if kw == "WORKDIR")
+    env_lines = " ".join(args for kw, args in instructions if kw == "ENV")
+    expected = (Path(workdir) / destination).as_posix().replace("/./", "/")
+    assert f"ATELIER_SAMPLES={expected}" in env_lines, (expected, env_lines)
+    assert any((REPO / "images" / "exemples").glob("*.jpg"))

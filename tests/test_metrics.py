@@ -118,4 +118,4 @@ def test_several_processes_are_summed(tmp_path):
     assert parsed[("atelier_requests_total", (("method", "POST"), ("route", "/predict"), ("status", "200")))] == 7
     assert parsed[("atelier_batch_size_count", ())] == 2
     versions = sorted(v for (name, labels), v in parsed.items() if name == "atelier_model_version")
-    assert versions == [1, 2, 5], "one sample per process (pid label)"
+    assert versions == [5], "one sample per live process: the two finished ones are forgotten"

@@ -20,7 +20,7 @@ from atelier.model_repository import (
     default_sample_dir,
 )
 
-from .tiny_models import make_models
+from .tiny_models import make_models, replace_model_file
 
 SAMPLES = default_sample_dir()
 
@@ -28,15 +28,6 @@ SAMPLES = default_sample_dir()
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     return make_models(tmp_path_factory.mktemp("modeles"))
-
-
-def replace_model_file(repo: ModelRepository, version: int, source) -> None:
-    """Put another network in a published version, keeping its metadata (golden labels) but fixing the sha."""
-    target = repo.model_file(version)
-    target.write_bytes(source.read_bytes())
-    meta = json.loads(metadata_path(target).read_text(encoding="utf-8"))
-    meta["sha256"] = file_sha256(target)
-    metadata_path(target).write_text(json.dumps(meta), encoding="utf-8")
 
 
 def test_publish_copies_the_model_with_its_golden_labels(tmp_path, models):

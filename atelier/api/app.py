@@ -11,14 +11,20 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
+from .. import metrics
 from ..history import History
-from ..inference import Predictor
+from ..inference import Predictor, ServingModel, warm_batch_sizes
+from ..model_follower import ModelFollower
 from ..security import API_KEY_HEADER, ApiKeyMiddleware, BodySizeLimitMiddleware
 from . import openapi
 from .errors import install_error_handlers
-from .routes import history, model, predict, web
+from .routes import history, model, predict, repository, web
 from .settings import ApiSettings
 from .state import ApiState
+from .version_header import ModelVersionHeaderMiddleware
+
+#: Seconds between two applications of the history retention (and once at start-up).
+RETENTION_INTERVAL_S = 60.0
 
 
 def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides: Any) -> FastAPI:
@@ -28,23 +34,44 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
     variables d'environnement : ``help(ApiSettings)``). Le modèle est chargé, vérifié, compilé et chauffé
     ici, une seule fois : une erreur de modèle (:class:`~atelier.model_io.ModelFileError`) ou de réglage
     (``ValueError``), en français, apparaît tout de suite.
+
+    Avec un dépôt de modèles (``model_dir=…``), le processus sert la version que désigne le dépôt et le
+    relit toutes les ``poll_seconds`` secondes (:mod:`atelier.model_follower`) ; un dépôt encore vide
+    ne l'empêche pas de démarrer (``/health/ready`` répond 503 jusqu'à la première version valide).
     """
     if isinstance(settings, ApiSettings):
         settings = settings.replace(**overrides)
     else:
         settings = ApiSettings.from_values(settings, **overrides)
-    predictor = Predictor.from_path(
-        settings.model_path,
-        batching=settings.batching,
-        max_batch_size=settings.max_batch_size,
-        batch_wait_ms=settings.batch_wait_ms,
-        max_queued=settings.max_queued,
-    )
+    history_store = History(settings.db_path, retention_days=settings.history_days, max_rows=settings.history_max_rows)
+    state = ApiState(settings=settings, predictor=None, history=history_store)
+    if settings.model_dir is not None:
+        state.follower = _follow_repository(state)
+    else:
+        assert settings.model_path is not None  # ApiSettings requires a model file or a repository
+        state.predictor = _observed(
+            Predictor.from_path(
+                settings.model_path,
+                batching=settings.batching,
+                max_batch_size=settings.max_batch_size,
+                batch_wait_ms=settings.batch_wait_ms,
+                max_queued=settings.max_queued,
+            )
+        )
+        metrics.set_model_version(state.predictor.current.version)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if state.follower is not None:
+            state.follower.start()
+        history_store.start_retention(RETENTION_INTERVAL_S)
         yield
-        predictor.close()  # stops the batching thread (restarted on demand if the app is reused)
+        if state.follower is not None:
+            state.follower.stop()
+        history_store.stop_retention()
+        if state.predictor is not None:
+            state.predictor.close()  # stops the batching thread (restarted on demand if the app is reused)
+        metrics.mark_process_dead()
 
     # FastAPIOffline: /docs and /redoc load Swagger UI / ReDoc from the fastapi-offline package, not a CDN.
     app = FastAPIOffline(
@@ -55,14 +82,51 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
         openapi_tags=openapi.TAGS,
         lifespan=lifespan,
     )
-    app.state.atelier = ApiState(settings=settings, predictor=predictor, history=History(settings.db_path))
+    app.state.atelier = state
     install_error_handlers(app)
-    for router in (web.router, model.router, predict.router, history.router):
+    routers = (web.router, model.router, repository.router, predict.router, history.router)
+    for router in routers:
         app.include_router(router)
     web.mount_static(app)
-    _add_middlewares(app, settings)
+    paths = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    paths.update(getattr(route, "path", "") for router in routers for route in router.routes)
+    _add_middlewares(app, settings, state, paths)
     openapi.install_openapi(app, protected=bool(settings.api_key))
     return app
+
+
+def _observed(predictor: Predictor) -> Predictor:
+    """The predictor, with its batch sizes counted in the metrics."""
+    predictor.on_batch = metrics.BATCH_SIZE.observe
+    return predictor
+
+
+def _follow_repository(state: ApiState) -> ModelFollower:
+    """Le suivi du dépôt de modèles ; le prédicteur est créé (et rangé dans *state*) au premier modèle valide."""
+    settings = state.settings
+    assert settings.model_dir is not None
+
+    def make_predictor(serving: ServingModel) -> Predictor:
+        state.predictor = _observed(
+            Predictor(
+                serving,
+                batching=settings.batching,
+                max_batch_size=settings.max_batch_size,
+                batch_wait_ms=settings.batch_wait_ms,
+                max_queued=settings.max_queued,
+            )
+        )
+        return state.predictor
+
+    follower = ModelFollower(
+        settings.model_dir,
+        make_predictor,
+        interval=settings.poll_seconds,
+        min_accuracy=settings.min_accuracy,
+        warm_batch_sizes=warm_batch_sizes(settings.batching, settings.max_batch_size),
+    )
+    follower.load_initial()
+    return follower
 
 
 def create_app_from_env() -> FastAPI:
@@ -70,7 +134,8 @@ def create_app_from_env() -> FastAPI:
     return create_app(ApiSettings.from_env())
 
 
-def _add_middlewares(app: FastAPI, settings: ApiSettings) -> None:
+def _add_middlewares(app: FastAPI, settings: ApiSettings, state: ApiState, paths: set[str]) -> None:
+    app.add_middleware(ModelVersionHeaderMiddleware, current_version=lambda: state.served_version)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_upload_bytes,
@@ -82,7 +147,10 @@ def _add_middlewares(app: FastAPI, settings: ApiSettings) -> None:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "PUT", "OPTIONS"],
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             allow_headers=[API_KEY_HEADER, "Content-Type"],
+            expose_headers=[ModelVersionHeaderMiddleware.HEADER],
             max_age=600,
         )
+    # Outermost: every answer is counted, including the 401, 413 and CORS ones of the middlewares above.
+    app.add_middleware(metrics.MetricsMiddleware, routes=paths, prefixes=["/static", openapi.DOCS_STATIC_URL])

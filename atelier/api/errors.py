@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..inference import PredictorUnavailableError
 from ..preprocessing import (
     CorruptImageError,
     EmptyImageError,
@@ -126,6 +127,11 @@ def install_error_handlers(app: FastAPI) -> None:
                 status, "Erreur dans la requête." if status < 500 else "Erreur interne du serveur."
             )
         return JSONResponse({"detail": detail}, status_code=status, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(PredictorUnavailableError)
+    async def _unavailable(request: Request, exc: PredictorUnavailableError) -> JSONResponse:
+        # No model yet (empty model repository), queue full or shutting down: come back in a moment.
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - bugs only

@@ -44,7 +44,41 @@ class PredictionOut(_Strict):
 
 class HealthOut(_Strict):
     status: str = Field(examples=["ok"])
-    model_version: str = Field(examples=["cnn-3f2a9c1d"])
+    ready: bool = Field(description="Un modèle est chargé et chauffé dans ce processus.", examples=[True])
+    model_version: str | None = Field(
+        description="Version du modèle en service dans ce processus (null tant qu'il n'y en a pas).", examples=["2"]
+    )
+
+
+class ReadyOut(_Strict):
+    ready: bool = Field(examples=[True])
+    model_version: str | None = Field(examples=["2"])
+    detail: str | None = Field(examples=[None])
+
+
+class VersionOut(BaseModel):
+    version: int | str | None = Field(description="Numéro de la version (ou version du fichier servi).")
+    pinned: bool
+    status: str = Field(description="`valide`, `invalide` ou `non vérifiée`.", examples=["valide"])
+    error: str | None = Field(description="Pourquoi la version est ignorée (en français).")
+    source_version: str | None = None
+    published: str | None = None
+    classes: list[str] | None = None
+    image_size: int | None = None
+    accuracy: float | None = Field(default=None, description="Précision enregistrée dans ses métadonnées.")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelsOut(_Strict):
+    model_dir: str | None = Field(description="Le dépôt suivi (null : serveur lancé sur un seul fichier).")
+    served_version: int | str | None = Field(description="La version servie par le processus qui répond.")
+    pid: int | None = Field(description="Le processus qui répond (un par --workers).")
+    pin: int | None = Field(description="La version épinglée (fichier DOSSIER/pin), ou null.")
+    policy: str = Field(examples=["la plus récente valide"])
+    poll_seconds: float | None
+    min_accuracy: float | None
+    last_error: str | None = Field(description="La dernière version refusée par ce processus, et pourquoi.")
+    versions: list[VersionOut]
 
 
 class ErrorOut(_Strict):

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..history import DEFAULT_MAX_ROWS, DEFAULT_RETENTION_DAYS
 from ..inference import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUED
+from ..model_repository import DEFAULT_MIN_ACCURACY, DEFAULT_POLL_SECONDS
 from ..preprocessing import ALLOWED_FORMATS, MAX_PIXELS
 
 _MIB = 1024 * 1024
@@ -69,6 +71,21 @@ def _non_negative(value: Any) -> str | None:
     return None if ok else "un nombre positif ou nul"
 
 
+def _positive(value: Any) -> str | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    return None if ok else "un nombre positif"
+
+
+def _fraction(value: Any) -> str | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+    return None if ok else "entre 0 et 1"
+
+
+def _non_negative_int(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return None if ok else "un entier positif ou nul"
+
+
 def _probability_or_none(value: Any) -> str | None:
     ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1)
     return None if ok else "entre 0 et 1 (exclus)"
@@ -111,12 +128,59 @@ class ApiSettings:
     chemins deviennent des :class:`~pathlib.Path`, les listes des tuples. Les réglages :
     """
 
-    model_path: Path = field(
+    model_path: Path | None = field(
         metadata=_spec(
             doc="le modèle .keras à servir, avec son .json à côté (défaut de ATELIER_MODEL : "
-            "atelier.paths.model_path(), le modèle du chapitre 2) ; aussi celui que recharge PUT /model",
+            "atelier.paths.model_path(), le modèle du chapitre 2) ; aussi celui que recharge PUT /model. "
+            "Ignoré si model_dir est donné",
             env="ATELIER_MODEL",
             parse=_path,
+        ),
+    )
+    model_dir: Path | None = field(
+        default=None,
+        metadata=_spec(
+            doc="dépôt de modèles versionné (DOSSIER/1/model.keras, DOSSIER/2/…) : chaque processus sert la "
+            "version épinglée (DOSSIER/pin) ou la plus récente valide, et relit le dépôt toutes les "
+            "poll_seconds secondes (atelier.model_repository)",
+            env="ATELIER_MODEL_DIR",
+            parse=_path,
+        ),
+    )
+    poll_seconds: float = field(
+        default=DEFAULT_POLL_SECONDS,
+        metadata=_spec(
+            doc="secondes entre deux lectures du dépôt de modèles",
+            env="ATELIER_POLL_SECONDS",
+            parse=_number(float),
+            check=_positive,
+        ),
+    )
+    min_accuracy: float = field(
+        default=DEFAULT_MIN_ACCURACY,
+        metadata=_spec(
+            doc="précision enregistrée minimale d'une version du dépôt pour être servie (0 : pas exigée)",
+            env="ATELIER_MIN_ACCURACY",
+            parse=_number(float),
+            check=_fraction,
+        ),
+    )
+    history_days: float = field(
+        default=DEFAULT_RETENTION_DAYS,
+        metadata=_spec(
+            doc="l'historique efface les prédictions plus vieilles que ce nombre de jours (0 : sans limite)",
+            env="ATELIER_HISTORY_DAYS",
+            parse=_number(float),
+            check=_non_negative,
+        ),
+    )
+    history_max_rows: int = field(
+        default=DEFAULT_MAX_ROWS,
+        metadata=_spec(
+            doc="l'historique ne garde que ce nombre de prédictions, les plus récentes (0 : sans limite)",
+            env="ATELIER_HISTORY_MAX_ROWS",
+            parse=_number(int),
+            check=_non_negative_int,
         ),
     )
     api_key: str | None = field(
@@ -241,14 +305,18 @@ class ApiSettings:
 
     def __post_init__(self) -> None:
         normalise = object.__setattr__  # frozen dataclass: normalised once, here
-        normalise(self, "model_path", Path(self.model_path))
         normalise(self, "api_key", self.api_key or None)
-        for name in ("store_images_dir", "model_upload_dir"):
+        for name in ("model_path", "model_dir", "store_images_dir", "model_upload_dir"):
             value = getattr(self, name)
             normalise(self, name, Path(value) if value else None)
         normalise(self, "cors_origins", tuple(self.cors_origins))
         normalise(self, "formats", tuple(self.formats))
         normalise(self, "batching", bool(self.batching))
+        if self.model_path is None and self.model_dir is None:
+            raise ValueError(
+                'Indiquez le modèle à servir : create_app("modeles/cnn.keras") ou un dépôt de modèles '
+                'create_app(model_dir="depot/").'
+            )
         for item in dataclasses.fields(self):
             check = item.metadata["check"]
             expected = check(getattr(self, item.name)) if check else None
@@ -291,8 +359,12 @@ class ApiSettings:
         _check_names(values)
         if model_path is not None:
             values["model_path"] = model_path
-        if values.get("model_path") is None:
-            raise TypeError('Indiquez le modèle à servir, par exemple create_app("modeles/cnn.keras").')
+        if values.get("model_path") is None and values.get("model_dir") is None:
+            raise TypeError(
+                'Indiquez le modèle à servir, par exemple create_app("modeles/cnn.keras") ou '
+                'create_app(model_dir="depot/") pour un dépôt de modèles versionné.'
+            )
+        values.setdefault("model_path", None)
         return cls(**values)
 
     def replace(self, **overrides: Any) -> ApiSettings:

@@ -18,19 +18,46 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from .. import metrics
 from ..history import History
-from ..inference import Predictor
+from ..inference import Predictor, PredictorUnavailableError
+from ..model_follower import ModelFollower
+from ..model_io import ModelFileError
 from ..preprocessing import load_image
 from .settings import ApiSettings
 
 
+class ModelNotReadyError(PredictorUnavailableError):
+    """Aucun modèle n'est encore en service dans ce processus (dépôt sans version valide) : 503."""
+
+
 @dataclass
 class ApiState:
-    """Les réglages, le prédicteur (modèle en service) et l'historique d'une application."""
+    """Les réglages, le prédicteur (modèle en service), l'historique et, avec un dépôt, son suivi.
+
+    ``predictor`` est ``None`` tant qu'un dépôt de modèles (``model_dir``) n'a aucune version valide.
+    """
 
     settings: ApiSettings
-    predictor: Predictor
+    predictor: Predictor | None
     history: History
+    follower: ModelFollower | None = None
+
+    def serving_predictor(self) -> Predictor:
+        """Le prédicteur, ou :class:`ModelNotReadyError` (503, en français) s'il n'y a pas encore de modèle."""
+        predictor = self.predictor
+        if predictor is None:
+            raise ModelNotReadyError(
+                "Aucun modèle en service pour l'instant : le dépôt de modèles n'a pas encore de version "
+                "valide (publiez-en une avec « python -m atelier publish »). Réessayez dans un instant."
+            )
+        return predictor
+
+    @property
+    def served_version(self) -> str | None:
+        """La version du modèle en service dans ce processus (``None`` s'il n'y en a pas encore)."""
+        predictor = self.predictor
+        return None if predictor is None else predictor.current.version
 
     def predict_bytes(self, data: bytes, filename: str | None) -> dict[str, Any]:
         """Décodage + réseau + historique, dans un thread du pool (jamais sur la boucle d'événements).
@@ -39,10 +66,13 @@ class ApiState:
         """
         start = time.perf_counter()
         settings = self.settings
-        image = load_image(
-            data, self.predictor.current.image_size, max_pixels=settings.max_pixels, formats=settings.formats
-        )
-        prediction = self.predictor.predict_array(image)
+        predictor = self.serving_predictor()
+        image = load_image(data, predictor.current.image_size, max_pixels=settings.max_pixels, formats=settings.formats)
+        metrics.QUEUE_DEPTH.inc()
+        try:
+            prediction = predictor.predict_array(image)
+        finally:
+            metrics.QUEUE_DEPTH.dec()
         probabilities = prediction.as_dict()
         label = prediction.label
         digest = hashlib.sha256(data).hexdigest()
@@ -82,9 +112,16 @@ class ApiState:
             ),
         }
 
-    def replace_model(self, path: Path) -> dict[str, Any]:
-        """Charge, vérifie et chauffe le modèle de *path*, puis le met en service (JSON de ``PUT /model``)."""
-        old, serving = self.predictor.replace(path)
+    def replace_model(self, path: Path | None) -> dict[str, Any]:
+        """Charge, vérifie et chauffe le modèle de *path*, puis le met en service (JSON de ``PUT /model``).
+
+        ``None`` : le fichier configuré au démarrage, qui n'existe pas pour un serveur sur un dépôt.
+        """
+        if path is None:
+            raise ModelFileError("Aucun fichier de modèle configuré à recharger : ce serveur suit un dépôt de modèles.")
+        old, serving = self.serving_predictor().replace(path)
+        metrics.SWAPS.inc()
+        metrics.set_model_version(serving.version)
         return {
             "status": "remplacé",
             "previous_version": old.version,

@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from .core import CliError, Command
+from .repository import add_min_accuracy_argument, add_model_dir_argument, min_accuracy
 
 #: Import string of the application factory: each of the ``--workers`` processes builds its own app.
 FACTORY = "atelier.api:create_app_from_env"
+#: Seconds a worker may take to answer uvicorn's health check (it loads TensorFlow and the model first).
+WORKER_STARTUP_TIMEOUT_S = 120
 
 
 def _serve_args(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +25,27 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
         "--model",
         type=Path,
         default=os.environ.get("ATELIER_MODEL") or None,
-        help="modèle .keras à servir, avec son .json à côté (défaut : $ATELIER_MODEL)",
+        help="modèle .keras à servir, avec son .json à côté (défaut : $ATELIER_MODEL) ; ou --model-dir",
+    )
+    add_model_dir_argument(parser, required=False)
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=None,
+        help="avec --model-dir : secondes entre deux lectures du dépôt (défaut : $ATELIER_POLL_SECONDS ou 2)",
+    )
+    add_min_accuracy_argument(parser)
+    parser.add_argument(
+        "--history-days",
+        type=float,
+        default=None,
+        help="effacer les prédictions de plus de N jours (défaut : $ATELIER_HISTORY_DAYS ou 30 ; 0 : jamais)",
+    )
+    parser.add_argument(
+        "--history-max-rows",
+        type=int,
+        default=None,
+        help="garder au plus N prédictions (défaut : $ATELIER_HISTORY_MAX_ROWS ou 100000 ; 0 : sans limite)",
     )
     parser.add_argument(
         "--host",
@@ -32,7 +57,8 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=1,
-        help="nombre de processus (défaut : 1) ; chacun charge son propre exemplaire du modèle",
+        help="nombre de processus (défaut : 1) ; chacun charge son propre exemplaire du modèle et, avec "
+        "--model-dir, suit le dépôt (tous convergent vers la même version)",
     )
     parser.add_argument(
         "--api-key",
@@ -56,14 +82,31 @@ def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
 
     from ..server import url_host
 
-    if args.model is None:
-        raise CliError("Indiquez le modèle à servir : --model chemin/vers/cnn.keras (ou la variable ATELIER_MODEL).")
-    model = Path(args.model).expanduser()
-    if not model.is_file():
+    model_dir = Path(args.model_dir).expanduser() if args.model_dir is not None else None
+    model = None
+    if model_dir is not None:
+        if not model_dir.is_dir():
+            raise CliError(
+                f"Dépôt de modèles introuvable : {model_dir}. Créez le dossier puis publiez-y un modèle avec "
+                f"« python -m atelier publish --model modele.keras --model-dir {model_dir} »."
+            )
+    elif args.model is None:
         raise CliError(
-            f"Modèle introuvable : {model}. Entraînez-en un avec « python -m atelier train --out "
-            f"{model} » ou indiquez le bon chemin avec --model."
+            "Indiquez le modèle à servir : --model chemin/vers/cnn.keras (ou la variable ATELIER_MODEL), "
+            "ou un dépôt de modèles : --model-dir DOSSIER."
         )
+    else:
+        model = Path(args.model).expanduser()
+        if not model.is_file():
+            raise CliError(
+                f"Modèle introuvable : {model}. Entraînez-en un avec « python -m atelier train --out "
+                f"{model} » ou indiquez le bon chemin avec --model."
+            )
+    if args.poll_seconds is not None and args.poll_seconds <= 0:
+        raise CliError(f"--poll-seconds doit être positif (reçu : {args.poll_seconds}).")
+    for name in ("history_days", "history_max_rows"):
+        if getattr(args, name) is not None and getattr(args, name) < 0:
+            raise CliError(f"--{name.replace('_', '-')} doit être positif ou nul (reçu : {getattr(args, name)}).")
     if not 1 <= args.port <= 65535:
         raise CliError(f"--port doit être entre 1 et 65535 (reçu : {args.port}).")
     if args.workers < 1:
@@ -71,7 +114,20 @@ def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
 
     # The app always comes from the same factory and environment, so that one process and N processes
     # (which re-create it in each worker) are configured identically.
-    os.environ["ATELIER_MODEL"] = str(model.resolve())
+    if model_dir is not None:
+        os.environ["ATELIER_MODEL_DIR"] = str(model_dir.resolve())
+    elif model is not None:
+        os.environ.pop("ATELIER_MODEL_DIR", None)
+        os.environ["ATELIER_MODEL"] = str(model.resolve())
+    options = {
+        "ATELIER_POLL_SECONDS": args.poll_seconds,
+        "ATELIER_MIN_ACCURACY": None if args.min_accuracy is None else min_accuracy(args),
+        "ATELIER_HISTORY_DAYS": args.history_days,
+        "ATELIER_HISTORY_MAX_ROWS": args.history_max_rows,
+    }
+    for env, value in options.items():
+        if value is not None:
+            os.environ[env] = str(value)
     if args.api_key:
         os.environ["ATELIER_API_KEY"] = args.api_key
     if args.db is not None:
@@ -108,7 +164,13 @@ def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
         from ..model_io import read_metadata
 
         sock.close()  # each worker binds it again (uvicorn shares the socket with its workers)
-        read_metadata(model)  # a bad model fails here, once, rather than in every worker
+        if model is not None:
+            read_metadata(model)  # a bad model fails here, once, rather than in every worker
+        # One Prometheus folder for all the workers: /metrics sums them, whichever worker answers.
+        metrics_dir = None
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            metrics_dir = tempfile.mkdtemp(prefix="atelier-metriques-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         print(
             f"API de l'atelier : {args.workers} processus sur {url} (documentation : {url}/docs). Ctrl+C pour arrêter.",
             flush=True,
@@ -120,10 +182,16 @@ def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
                 host=args.host,
                 port=args.port,
                 workers=args.workers,
+                # Each worker imports TensorFlow and loads its model before answering uvicorn's health
+                # checks: 5 s (uvicorn's default) is too short on a busy laptop, the worker would be killed.
+                timeout_worker_healthcheck=WORKER_STARTUP_TIMEOUT_S,
                 log_level="info",
                 access_log=args.access_log,
                 timeout_graceful_shutdown=10,
             )
+        if metrics_dir is not None:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return {"status": "arrêté", "url": url, "workers": args.workers}
 
 

@@ -19,15 +19,24 @@ from ...model_io import ModelFileError, file_sha256, metadata_path, validate_met
 from ..errors import OLD_MODEL_KEPT, documented, error_response
 from ..schemas import HealthOut, ModelOut, ModelSwapOut
 from ..state import ApiState, AppState, state_of
+from .repository import pin_version
 
 router = APIRouter()
 
+REPOSITORY_ADVICE = (
+    "Ce serveur suit un dépôt de modèles : publiez la nouvelle version (python -m atelier publish --model … "
+    '--model-dir …), tous les processus la prendront ; ou choisissez une version avec {"version": N}.'
+)
+
 _PUT_DESCRIPTION = (
-    "Deux façons :\n\n"
+    "Trois façons :\n\n"
     "* **envoyer un nouveau modèle** : formulaire `multipart/form-data` avec le champ **model** "
     "(le fichier `.keras`) et le champ **metadata** (son fichier `.json`, ou le même JSON en texte) ;\n"
     "* **recharger le fichier configuré** au démarrage : `?reload=true`, ou un corps JSON "
-    '`{"reload": true}`.\n\n'
+    '`{"reload": true}` ;\n'
+    '* **avec un dépôt de modèles** (`serve --model-dir`) : `{"version": N}` épingle la version N pour tous '
+    "les processus et répliques qui lisent le dépôt (`DELETE /model/pin` revient à la plus récente) ; les "
+    "deux façons précédentes sont alors refusées (409) : publiez plutôt une nouvelle version.\n\n"
     "Le nouveau modèle est chargé (en mode sûr), vérifié (mêmes classes dans le même ordre, même "
     "taille d'image, sorties qui sont des probabilités) et chauffé **avant** le remplacement : les "
     "requêtes en cours finissent sur l'ancien modèle, les suivantes utilisent le nouveau. En cas "
@@ -52,7 +61,10 @@ _PUT_BODY = {
             }
         },
         "application/json": {
-            "schema": {"type": "object", "properties": {"reload": {"type": "boolean"}}},
+            "schema": {
+                "type": "object",
+                "properties": {"reload": {"type": "boolean"}, "version": {"type": "integer", "minimum": 1}},
+            },
             "example": {"reload": True},
         },
     },
@@ -63,12 +75,14 @@ _PUT_BODY = {
     "/health",
     tags=["service"],
     summary="L'API répond-elle ?",
-    description="Renvoie `ok` et la version du modèle en service. Ne demande jamais de clé d'API.",
+    description="Renvoie `ok` (le processus répond), s'il est prêt (un modèle est en service) et la version "
+    "de ce modèle. Ne demande jamais de clé d'API. Pour un équilibreur de charge : `/health/ready`.",
     response_model=HealthOut,
 )
 async def health(request: Request) -> JSONResponse:
     # Hot route (the ceiling of `python -m atelier bench`): no dependency injection, see atelier.api.state.
-    return JSONResponse({"status": "ok", "model_version": state_of(request).predictor.current.version})
+    version = state_of(request).served_version
+    return JSONResponse({"status": "ok", "ready": version is not None, "model_version": version})
 
 
 @router.get(
@@ -81,7 +95,7 @@ async def health(request: Request) -> JSONResponse:
     responses=documented({}),
 )
 async def get_model(state: AppState) -> JSONResponse:
-    return JSONResponse(state.predictor.current.metadata)
+    return JSONResponse(state.serving_predictor().current.metadata)
 
 
 @router.put(
@@ -107,6 +121,8 @@ async def put_model(
     reload: Annotated[bool, Query(description="Recharger le modèle depuis le fichier configuré au démarrage.")] = False,
 ) -> Any:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if state.follower is not None and not content_type.endswith("json"):
+        return error_response(409, REPOSITORY_ADVICE)
     try:
         if reload:
             return await run_in_threadpool(state.replace_model, state.settings.model_path)
@@ -129,7 +145,11 @@ async def _reload_from_json(request: Request, state: ApiState) -> Any:
     try:
         payload = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError):
-        return error_response(400, 'Corps JSON illisible : envoyez {"reload": true}.')
+        return error_response(400, 'Corps JSON illisible : envoyez {"reload": true} ou {"version": N}.')
+    if isinstance(payload, dict) and "version" in payload:
+        return await pin_version(state, payload["version"])
+    if state.follower is not None:
+        return error_response(409, REPOSITORY_ADVICE)
     if not isinstance(payload, dict) or payload.get("reload") is not True:
         return error_response(
             400, 'Corps JSON inattendu : envoyez {"reload": true} pour recharger le modèle configuré.'

@@ -13,6 +13,7 @@ from ...preprocessing import ImageError
 from ..errors import documented, error_response, image_error_status
 from ..schemas import PredictionOut
 from ..state import state_of
+from ..version_header import ModelVersionHeaderMiddleware
 
 router = APIRouter(tags=["prédiction"])
 
@@ -53,4 +54,5 @@ async def predict(
         response.headers["Retry-After"] = "1"
         return response
     # Built by hand (faster than Pydantic on the hot path); its shape is PredictionOut (contract tests).
-    return JSONResponse(result)
+    # The version that really answered (a swap may happen between the computation and this response).
+    return JSONResponse(result, headers={ModelVersionHeaderMiddleware.HEADER: result["model_version"]})
