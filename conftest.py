@@ -2,6 +2,8 @@
 
 * stderr is not compared: TensorFlow/Keras write warnings and log lines with timestamps to
   stderr, which would make ``# NBVAL_CHECK_OUTPUT`` cells flaky. Errors still fail the cell.
+* every notebook cell is marked ``slow`` (a notebook builds data, trains, serves): the contributors'
+  fast subset ``pytest -m "not slow"`` leaves them out.
 * nbval never collects ``notebooks/`` (learner notebooks stop at their first gap on purpose;
   ``tests/test_notebook_sync.py`` checks that) nor ``tests/fixtures/`` (generator fixtures),
   so that ``pytest --nbval-lax`` without a path, or with ``.``, does not run them. A notebook
@@ -10,6 +12,8 @@
 
 import os
 from pathlib import Path
+
+import pytest
 
 _ROOT = Path(__file__).resolve().parent
 
@@ -36,3 +40,9 @@ def pytest_ignore_collect(collection_path, config):
     if any(path.is_relative_to(folder) for folder in _NOT_FOR_NBVAL):
         return True
     return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)

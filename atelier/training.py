@@ -91,14 +91,13 @@ def training_plan(n_train: int, *, epochs: int = DEFAULT_EPOCHS, batch_size: int
 def fit(model, train_set, validation_set, plan: TrainingPlan, *, seed: int = 0, verbose: int | str = "auto"):
     """Entraîne ``model`` (compilé avec ``total_steps=plan.total_steps``) selon ``plan``, avec arrêt anticipé.
 
-    Les images d'entraînement sont mélangées et répétées autant qu'il faut ; la validation sert à l'arrêt
-    anticipé. Renvoie l'historique Keras.
+    Les images d'entraînement sont mélangées, par époques de ``plan.steps_per_epoch`` lots ; la
+    validation sert à l'arrêt anticipé. Renvoie l'historique Keras.
     """
     return model.fit(
-        to_tf_dataset(train_set, batch_size=plan.batch_size, shuffle=True, seed=seed, repeat=True),
+        to_tf_dataset(train_set, batch_size=plan.batch_size, shuffle=True, seed=seed, steps=plan.steps_per_epoch),
         validation_data=to_tf_dataset(validation_set, batch_size=256),
         epochs=plan.epochs,
-        steps_per_epoch=plan.steps_per_epoch,
         callbacks=[early_stopping()],
         verbose=verbose,
         shuffle=False,  # the tf.data pipeline shuffles; Keras' own flag would only warn

@@ -17,6 +17,9 @@ from atelier.labels import CLASSES
 from atelier.server import start_server
 from tests.conftest import encode, textured_rgb
 
+# Slow: real uvicorn servers, under load (left out by pytest -m "not slow").
+pytestmark = pytest.mark.slow
+
 CAP = 512 * 1024
 JPEG = encode(textured_rgb())
 

@@ -17,6 +17,9 @@ from atelier.server import free_port
 
 from .conftest import encode, textured_rgb
 
+# Slow: `python -m atelier serve` in subprocesses (left out by pytest -m "not slow").
+pytestmark = pytest.mark.slow
+
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "atelier", *args], capture_output=True, text=True, timeout=timeout)

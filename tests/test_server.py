@@ -313,6 +313,7 @@ def check_executed_notebook(nb, port: int, version: str) -> None:
     assert text(code[3], "result") == f"<Serveur arrêté sur {url}>"
 
 
+@pytest.mark.slow  # a real Jupyter kernel
 def test_notebook_under_real_kernel_this_python(tmp_path):
     port = free_port()
     nb = run_kernel_notebook(sys.executable, tmp_path, port)
@@ -320,6 +321,7 @@ def test_notebook_under_real_kernel_this_python(tmp_path):
     assert port_is_free(port)
 
 
+@pytest.mark.slow  # a virtual environment and a Jupyter kernel per Python version
 @pytest.mark.parametrize("version", OTHER_PYTHONS)
 def test_notebook_under_real_kernel_other_python(request, tmp_path, version):
     python = kernel_venv(request, version)

@@ -33,6 +33,9 @@ import pytest
 from atelier.labels import CLASSES
 from tests.conftest import CLASS_COLOURS, encode, textured_rgb
 
+# Slow: a real browser (Chromium) against a real server (left out by pytest -m "not slow").
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("ATELIER_CHROMIUM", "/usr/bin/chromium"))
 LAUNCH_ARGS = [
