@@ -280,22 +280,25 @@ def to_tf_dataset(
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int = 0,
-    repeat: bool = False,
+    steps: int | None = None,
 ):
-    """Un pipeline ``tf.data`` : (mélange) → (répétition) → lots → cache → préchargement.
+    """Un pipeline ``tf.data`` : (mélange) → lots → cache → préchargement.
 
-    Les images restent en 0–255 (``float32``) : la normalisation est une couche du modèle. Avec
-    ``repeat=True``, le pipeline ne s'arrête jamais (chaque passage est mélangé à nouveau) : c'est alors
-    ``steps_per_epoch`` de ``model.fit`` qui fixe la longueur d'une époque.
+    Les images restent en 0–255 (``float32``) : la normalisation est une couche du modèle. Avec ``steps``,
+    une époque compte exactement ``steps`` lots : les images sont répétées (mélangées à nouveau à chaque
+    passage) s'il en faut plus, ou une partie seulement est vue s'il en faut moins ; c'est ce que fait
+    :func:`atelier.training.training_plan` pour adapter l'entraînement à la taille du jeu.
     """
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((dataset.images, dataset.labels))
     if shuffle:
         ds = ds.shuffle(len(dataset), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
+    if steps is not None:
         ds = ds.repeat()
     ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if steps is not None:
+        ds = ds.take(steps)
     if not shuffle:
         ds = ds.cache()
     return ds.prefetch(tf.data.AUTOTUNE)

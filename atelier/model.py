@@ -39,6 +39,23 @@ def augmentation_layers(seed: int = 0) -> keras.Sequential:
     )
 
 
+def conv_blocks(filters: Sequence[int] = FILTERS) -> list[layers.Layer]:
+    """Les blocs convolution → normalisation par lot → ReLU → max-pooling du CNN, un bloc par nombre de
+    filtres (``conv1``, ``norm1``, ``relu1``, ``pool1``, puis ``conv2``…) : chaque bloc divise la taille
+    de l'image par deux. Le réseau de base EuroSAT du chapitre 3 est fait des mêmes blocs, plus larges."""
+    blocks: list[layers.Layer] = []
+    for block, n_filters in enumerate(filters, start=1):
+        blocks += [
+            layers.Conv2D(n_filters, 3, padding="same", use_bias=False, name=f"conv{block}"),
+            # momentum 0.9 (Keras' default is 0.99): with ~40 batches per epoch the running statistics used
+            # at validation time would otherwise lag for several epochs and make early stopping erratic.
+            layers.BatchNormalization(momentum=0.9, name=f"norm{block}"),
+            layers.ReLU(name=f"relu{block}"),
+            layers.MaxPooling2D(name=f"pool{block}"),
+        ]
+    return blocks
+
+
 def build_cnn(
     classes: Sequence[str],
     image_size: int = IMAGE_SIZE,
@@ -59,13 +76,8 @@ def build_cnn(
     if augment:
         model.add(augmentation_layers(seed))
     model.add(layers.Rescaling(1.0 / 255, name="normalisation"))
-    for block, filters in enumerate(FILTERS, start=1):
-        model.add(layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{block}"))
-        # momentum 0.9 (Keras' default is 0.99): with ~40 batches per epoch the running statistics used
-        # at validation time would otherwise lag for several epochs and make early stopping erratic.
-        model.add(layers.BatchNormalization(momentum=0.9, name=f"norm{block}"))
-        model.add(layers.ReLU(name=f"relu{block}"))
-        model.add(layers.MaxPooling2D(name=f"pool{block}"))
+    for layer in conv_blocks(FILTERS):
+        model.add(layer)
     model.add(layers.GlobalAveragePooling2D(name="moyenne_globale"))
     model.add(layers.Dropout(0.3, seed=seed))
     model.add(layers.Dense(64, activation="relu"))

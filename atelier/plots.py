@@ -449,3 +449,36 @@ def plot_feature_maps(
         ax.set_title(f"canal {index}", fontsize=9)
     figure.suptitle(f"{title} ({maps.shape[0]} × {maps.shape[1]}, {count} canaux sur {maps.shape[-1]})", fontsize=13)
     return figure
+
+
+def plot_accuracy_curves(
+    runs: Mapping[str, Mapping[str, Sequence[float]]],
+    *,
+    title: str = "Exactitude de validation",
+    marks: Mapping[str, int] | None = None,
+    steps_per_epoch: Mapping[str, int] | None = None,
+) -> Figure:
+    """Exactitude de validation de plusieurs entraînements (nom → historique Keras), sur un même graphique.
+
+    ``marks`` : nom → nombre d'époques après lequel une seconde phase commence (l'affinage), marqué d'une
+    ligne en tirets. ``steps_per_epoch`` : nom → pas d'optimisation par époque ; l'axe horizontal compte
+    alors les pas, ce qui compare des entraînements sur des jeux de tailles différentes.
+    """
+    figure = Figure(figsize=(8.0, 4.4), layout="constrained")
+    ax = figure.subplots()
+    for index, (name, history) in enumerate(runs.items()):
+        values = np.asarray(history["val_accuracy"], dtype=float)
+        scale = (steps_per_epoch or {}).get(name, 1)
+        colour = _FALLBACK_COLOURS[index % len(_FALLBACK_COLOURS)]
+        ax.plot(scale * np.arange(1, len(values) + 1), values, "o-", markersize=3, color=colour, label=name)
+        if marks and name in marks:
+            ax.axvline(
+                scale * (marks[name] + 0.5), color=colour, linestyle="--", alpha=0.7, label="début de l'affinage"
+            )
+    ax.set_xlabel("Pas d'optimisation" if steps_per_epoch else "Époque")
+    ax.set_ylabel("Exactitude de validation")
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="lower right")
+    ax.set_title(title, fontsize=12)
+    return figure

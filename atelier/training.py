@@ -10,7 +10,7 @@ from typing import Any
 from .data import Splits, load_dataset, split_dataset, to_tf_dataset
 from .evaluation import evaluate_dataset
 from .model import build_cnn, compile_model
-from .model_io import save_model
+from .model_io import file_sha256, save_model
 from .paths import model_path
 from .preprocessing import IMAGE_SIZE
 
@@ -20,6 +20,36 @@ def set_seed(seed: int) -> None:
     import keras
 
     keras.utils.set_random_seed(seed)
+
+
+def fit_phase(
+    model,
+    splits: Splits,
+    *,
+    epochs: int,
+    batch_size: int = 32,
+    seed: int = 0,
+    verbose: int | str = 0,
+    stop_early: bool = True,
+    initial_epoch: int = 0,
+) -> tuple[Any, float]:
+    """Entraîne un modèle compilé sur ``splits.train`` (mélangé, par lots), validé sur ``splits.validation`` ;
+    arrêt anticipé en filet de sécurité si ``stop_early``. Renvoie l'historique Keras et la durée en secondes.
+
+    ``initial_epoch`` continue un entraînement (par exemple l'affinage après la tête) : les époques sont
+    numérotées à la suite et ``epochs`` époques de plus sont faites.
+    """
+    started = time.perf_counter()
+    history = model.fit(
+        to_tf_dataset(splits.train, batch_size=batch_size, shuffle=True, seed=seed),
+        validation_data=to_tf_dataset(splits.validation, batch_size=256),
+        epochs=initial_epoch + epochs,
+        initial_epoch=initial_epoch,
+        callbacks=[early_stopping()] if stop_early else [],
+        verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles; Keras' own flag would only warn
+    )
+    return history, time.perf_counter() - started
 
 
 @dataclass
@@ -91,14 +121,13 @@ def training_plan(n_train: int, *, epochs: int = DEFAULT_EPOCHS, batch_size: int
 def fit(model, train_set, validation_set, plan: TrainingPlan, *, seed: int = 0, verbose: int | str = "auto"):
     """Entraîne ``model`` (compilé avec ``total_steps=plan.total_steps``) selon ``plan``, avec arrêt anticipé.
 
-    Les images d'entraînement sont mélangées et répétées autant qu'il faut ; la validation sert à l'arrêt
-    anticipé. Renvoie l'historique Keras.
+    Les images d'entraînement sont mélangées, par époques de ``plan.steps_per_epoch`` lots ; la
+    validation sert à l'arrêt anticipé. Renvoie l'historique Keras.
     """
     return model.fit(
-        to_tf_dataset(train_set, batch_size=plan.batch_size, shuffle=True, seed=seed, repeat=True),
+        to_tf_dataset(train_set, batch_size=plan.batch_size, shuffle=True, seed=seed, steps=plan.steps_per_epoch),
         validation_data=to_tf_dataset(validation_set, batch_size=256),
         epochs=plan.epochs,
-        steps_per_epoch=plan.steps_per_epoch,
         callbacks=[early_stopping()],
         verbose=verbose,
         shuffle=False,  # the tf.data pipeline shuffles; Keras' own flag would only warn
@@ -114,8 +143,13 @@ def train(
     batch_size: int = 32,
     image_size: int = IMAGE_SIZE,
     verbose: int | str = "auto",
+    backbone: str | None = None,
 ) -> TrainingResult:
     """Entraîne le CNN de l'atelier sur un jeu « un dossier par classe » et l'enregistre.
+
+    Avec ``backbone`` (``"eurosat"`` ou ``"mobilenet"``, voir :func:`fit_transfer`), entraîne à la place le
+    modèle par transfert du chapitre 3 : ``epochs // 2`` époques pour la tête (base gelée), le reste pour
+    l'affinage ; les métadonnées disent quel réseau de base a servi (clé ``backbone``).
 
     Découpage stratifié 70/15/15, augmentation de données, nombre de pas adapté à la taille du jeu
     (:func:`training_plan`), taux d'apprentissage décroissant en cosinus sur tous les pas, arrêt anticipé
@@ -126,24 +160,41 @@ def train(
     set_seed(seed)
     dataset = load_dataset(data_dir, image_size=image_size)
     splits = split_dataset(dataset, seed=seed)
-    plan = training_plan(len(splits.train), epochs=epochs, batch_size=batch_size)
-    model = compile_model(build_cnn(dataset.classes, image_size, seed=seed), total_steps=plan.total_steps)
-    started = time.perf_counter()
-    history = fit(model, splits.train, splits.validation, plan, seed=seed, verbose=verbose)
-    seconds = time.perf_counter() - started
+    extra = None
+    if backbone is not None:
+        head_epochs = max(1, epochs // 2)
+        result = fit_transfer(
+            dataset.classes,
+            splits,
+            backbone=backbone,
+            head_epochs=head_epochs,
+            fine_epochs=epochs - head_epochs,
+            batch_size=batch_size,
+            seed=seed,
+            verbose=verbose,
+        )
+        model, history, seconds, extra = result.model, result.curves, result.seconds, {"backbone": result.backbone}
+        steps_per_epoch = -(-len(splits.train) // batch_size)
+    else:
+        plan = training_plan(len(splits.train), epochs=epochs, batch_size=batch_size)
+        model = compile_model(build_cnn(dataset.classes, image_size, seed=seed), total_steps=plan.total_steps)
+        started = time.perf_counter()
+        history = fit(model, splits.train, splits.validation, plan, seed=seed, verbose=verbose)
+        seconds = time.perf_counter() - started
+        steps_per_epoch = plan.steps_per_epoch
     report = evaluate_dataset(model, splits.test)
     metrics = {
         "test_accuracy": report["accuracy"],
         "per_class": report["per_class"],
-        "epochs": len(history.history["loss"]),
-        "steps_per_epoch": plan.steps_per_epoch,
+        "epochs": len(getattr(history, "history", history)["loss"]),
+        "steps_per_epoch": steps_per_epoch,
         "training_seconds": round(seconds, 1),
         "n_train": len(splits.train),
         "n_validation": len(splits.validation),
         "n_test": len(splits.test),
     }
     out = Path(out) if out is not None else model_path("cnn")
-    metadata = save_model(model, out, classes=dataset.classes, data_source=dataset.source, metrics=metrics)
+    metadata = save_model(model, out, classes=dataset.classes, data_source=dataset.source, metrics=metrics, extra=extra)
     return TrainingResult(model, history, metrics, metadata, out, splits)
 
 
@@ -182,3 +233,101 @@ def ensure_model(
     print(f"Entraînement rapide du CNN de l'atelier ({epochs} époques au plus), enregistré dans {path}…")
     train(data_dir, path, epochs=epochs, seed=seed, verbose=verbose)
     return path
+
+
+@dataclass
+class TransferResult:
+    """Ce que renvoie :func:`fit_transfer` : le modèle, ses courbes (tête puis affinage, à la suite),
+    le nombre d'époques de la tête seule, la durée totale en secondes et la description du réseau de base
+    (nom et empreintes, pour les métadonnées du modèle)."""
+
+    model: Any
+    curves: dict[str, list[float]]
+    head_epochs: int
+    seconds: float
+    backbone: dict[str, Any]
+
+
+def epochs_for(n_images: int, steps: int, batch_size: int = 32, minimum: int = 1) -> int:
+    """Nombre d'époques qui fait au moins ``steps`` pas d'optimisation sur ``n_images`` images : un petit jeu
+    demande plus d'époques qu'un grand pour apprendre autant."""
+    steps_per_epoch = max(1, -(-n_images // batch_size))
+    return max(minimum, -(-steps // steps_per_epoch))
+
+
+#: Réseaux de base utilisables par :func:`fit_transfer` et ``python -m atelier train --backbone``.
+BACKBONES: tuple[str, ...] = ("eurosat", "mobilenet")
+
+
+def fit_transfer(
+    classes,
+    splits: Splits,
+    *,
+    backbone: str = "eurosat",
+    head_epochs: int = 6,
+    fine_epochs: int = 6,
+    head_learning_rate: float = 3e-3,
+    fine_learning_rate: float = 1e-4,
+    batch_size: int = 32,
+    seed: int = 0,
+    verbose: int | str = 0,
+) -> TransferResult:
+    """Apprentissage par transfert depuis un réseau de base pré-entraîné.
+
+    ``backbone`` : ``"eurosat"``, le réseau livré avec l'atelier (:mod:`atelier.backbone`), ou
+    ``"mobilenet"``, MobileNetV2 ImageNet s'il est dans le cache de Keras (:mod:`atelier.transfer` ; sinon
+    :class:`~atelier.transfer.WeightsError`, rien n'est téléchargé).
+
+    1. base **gelée**, nouvelle tête (une sortie par classe) : ``head_epochs`` époques, pas
+       ``head_learning_rate`` décroissant en cosinus ;
+    2. **affinage** : le dernier bloc de la base est dégelé (ses 20 dernières couches pour MobileNetV2),
+       ``fine_epochs`` époques de plus avec un pas **faible** (``fine_learning_rate``, en cosinus).
+
+    ``fine_epochs=0`` : pas d'affinage. Pas d'arrêt anticipé : le nombre d'époques est fixé.
+    """
+    from . import backbone as eurosat
+    from . import transfer
+
+    if backbone not in BACKBONES:
+        raise ValueError(f"Réseau de base inconnu : {backbone} (possibles : {', '.join(BACKBONES)}).")
+    set_seed(seed)
+    steps_per_epoch = -(-len(splits.train) // batch_size)
+    if backbone == "eurosat":
+        model = eurosat.build_transfer_model(classes, seed=seed)
+        description = eurosat.describe()
+    else:
+        status = transfer.imagenet_weights_status()
+        if not status.available:
+            raise transfer.WeightsError(status.message)
+        model = transfer.build_transfer_model(classes, status.weights_path, seed=seed, freeze=True)
+        description = {
+            "name": "mobilenetv2-imagenet",
+            "architecture": transfer.BACKBONE_NAME,
+            "weights_file": transfer.WEIGHTS_FILENAME,
+            "weights_sha256": file_sha256(status.path),
+        }
+    compile_model(model, head_learning_rate, total_steps=steps_per_epoch * head_epochs)
+    history, seconds = fit_phase(
+        model, splits, epochs=head_epochs, batch_size=batch_size, seed=seed, verbose=verbose, stop_early=False
+    )
+    curves = {key: list(values) for key, values in history.history.items()}
+    if fine_epochs:
+        fine_steps = steps_per_epoch * fine_epochs
+        if backbone == "eurosat":
+            eurosat.unfreeze_top(model, 1, fine_learning_rate, total_steps=fine_steps)
+        else:
+            transfer.unfreeze_top(model, n_layers=20, learning_rate=fine_learning_rate)
+        fine, fine_seconds = fit_phase(
+            model,
+            splits,
+            epochs=fine_epochs,
+            batch_size=batch_size,
+            seed=seed,
+            verbose=verbose,
+            stop_early=False,
+            initial_epoch=head_epochs,
+        )
+        seconds += fine_seconds
+        for key in curves:
+            curves[key] += list(fine.history[key])
+    return TransferResult(model, curves, head_epochs, seconds, description)

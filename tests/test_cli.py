@@ -100,10 +100,56 @@ def test_evaluate_errors(trained, tmp_path):
     assert_french_failure(run_cli("evaluate", "--model", model, "--data", other), "inconnues du modèle", "urbain")
 
 
+def test_train_with_the_eurosat_backbone_says_which_backbone(tmp_path):
+    """``train --backbone eurosat``: frozen shipped backbone + new head, then fine-tuning; the metadata name the
+    backbone and its fingerprints, and the model is served like any other."""
+    from atelier import backbone
+    from atelier.model_io import file_sha256, load_model
+
+    data = make_dataset(tmp_path / "donnees", per_class=12)
+    model = tmp_path / "transfert.keras"
+    result = run_cli("train", "--backbone", "eurosat", "--data", data, "--out", model, "--epochs", "2")
+    assert result.returncode == 0, result.stderr
+    report = last_json(result.stdout)
+    card = backbone.read_card()
+    expected = {
+        "name": "eurosat",
+        "weights_sha256": card["sha256"],
+        "card_sha256": file_sha256(backbone.card_file()),
+        "heldout_accuracy": card["heldout_accuracy"],
+    }
+    assert report["backbone"] == expected and report["epochs"] == 2
+    info = load_model(model)
+    assert info.metadata["backbone"] == expected and info.classes == ["forêt", "mer", "désert", "nuageux"]
+    assert info.model.get_layer(backbone.BASE_NAME) is not None
+
+
+def test_train_with_mobilenet_without_cached_weights_is_explained(tmp_path):
+    data = make_dataset(tmp_path / "donnees", per_class=4)
+    result = run_cli(
+        "train",
+        "--backbone",
+        "mobilenet",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "m.keras",
+        "--epochs",
+        "2",
+        env={"KERAS_HOME": str(tmp_path / "keras_vide")},
+    )
+    assert_french_failure(result, "poids-mobilenet")
+    assert not (tmp_path / "m.keras").exists()
+
+
 def test_train_and_usage_errors(tmp_path):
     assert_french_failure(run_cli("train", "--data", tmp_path / "rien", "--out", tmp_path / "m.keras"), "introuvable")
     assert_french_failure(run_cli("train", "--out", tmp_path / "m.h5"), ".keras")
     assert_french_failure(run_cli("train", "--out", tmp_path / "m.keras", "--epochs", "zéro"), "invalide")
+    assert_french_failure(run_cli("train", "--out", tmp_path / "m.keras", "--backbone", "resnet"), "choix invalide")
+    assert_french_failure(
+        run_cli("train", "--out", tmp_path / "m.keras", "--backbone", "eurosat", "--epochs", "1"), "au moins 2"
+    )
     assert_french_failure(run_cli("evaluate"), "obligatoires")
     assert_french_failure(run_cli("inconnue"), "choix invalide")
 

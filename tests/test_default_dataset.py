@@ -503,3 +503,15 @@ def test_sample_images_for_the_api_are_small_rgb_jpegs():
             with Image.open(path) as image:
                 assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (64, 64)), path
             assert path.stat().st_size < 10_000
+
+
+def test_unseen_real_tiles_are_real_sentinel2_tiles_the_default_dataset_never_uses():
+    unseen = eurosat.unseen_real_tiles()
+    assert unseen.counts() == {"forêt": 250, "mer": 250, "désert": 0, "nuageux": 0}
+    assert unseen.images.shape == (500, 64, 64, 3) and unseen.images.dtype == np.uint8
+    for label, eurosat_class in eurosat.REAL_CLASSES.items():
+        reserved = eurosat.workshop_range(eurosat_class)
+        used = {reserved[n % len(reserved)] for n in map(images.real_tile_number, range(2000)) if n is not None}
+        names = {eurosat.tile_index()[eurosat_class][number][0] for number in used}
+        unseen_names = {p.name for p, k in zip(unseen.paths, unseen.labels, strict=True) if unseen.classes[k] == label}
+        assert len(unseen_names) == 250 and not names & unseen_names

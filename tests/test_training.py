@@ -50,3 +50,25 @@ def test_other_models_are_never_trained(cache, monkeypatch):
     monkeypatch.setattr(training, "train", lambda *args, **kwargs: pytest.fail("ne doit pas entraîner"))
     with pytest.raises(ModelFileError, match=r"transfert.*chapitre"):
         training.ensure_model("transfert")
+
+
+def test_training_plan_adapts_to_the_size_of_the_dataset():
+    small, default, large = (training.training_plan(n) for n in (280, 1120, 3940))
+    assert (small.steps_per_epoch, small.total_steps) == (40, 800)  # 100 images per class: repeated
+    assert (default.steps_per_epoch, default.total_steps) == (40, 800)
+    assert (large.steps_per_epoch, large.total_steps) == (80, 1600)  # 5,631 images: a few minutes
+    assert training.training_plan(3000, epochs=5, batch_size=64).steps_per_epoch == 47
+    with pytest.raises(ValueError, match="au moins 1"):
+        training.training_plan(100, epochs=0)
+    with pytest.raises(ValueError, match="vide"):
+        training.training_plan(0)
+
+
+def test_an_epoch_has_exactly_the_planned_number_of_batches(small_dataset):
+    from atelier.data import load_dataset, to_tf_dataset
+
+    dataset = load_dataset(small_dataset)  # 40 images
+    pipeline = to_tf_dataset(dataset, batch_size=32, shuffle=True, seed=0, steps=5)
+    assert int(pipeline.cardinality()) == 5
+    epochs = [[int(images.shape[0]) for images, _ in pipeline] for _ in range(2)]
+    assert epochs == [[32] * 5, [32] * 5]  # the 40 images are repeated, reshuffled, in full batches

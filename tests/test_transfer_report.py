@@ -60,7 +60,7 @@ def test_report_per_folder_with_french_labels_and_confusion(tool, untrained_mode
     assert 0.0 <= first["accuracy"] <= 1.0
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains two small models
 def test_small_set_mode_predicts_every_image_once_with_throwaway_models(tool, untrained_model, tmp_path, capsys):
     real = make_dataset(tmp_path / "reel", per_class=6, folders=KAGGLE_COLOURS)
     assert tool.main([str(real), "--model", str(untrained_model), "--small-set", "--epochs", "1"]) == 0

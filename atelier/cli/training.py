@@ -19,21 +19,47 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="fichier du modèle à écrire, par exemple modele.keras")
     parser.add_argument(
-        "--epochs", type=int, default=20, help="nombre d'époques de 40 à 80 lots selon la taille du jeu (défaut : 20)"
+        "--epochs",
+        type=int,
+        default=None,
+        help="nombre d'époques, de 40 à 80 lots selon la taille du jeu (défaut : 20) ; avec --backbone, une passe "
+        "sur le jeu par époque, moitié tête, moitié affinage (défaut : 12)",
     )
     parser.add_argument("--seed", type=int, default=0, help="graine (défaut : 0)")
     parser.add_argument("--batch-size", type=int, default=32, help="taille des lots (défaut : 32)")
+    parser.add_argument(
+        "--backbone",
+        choices=("eurosat", "mobilenet"),
+        default=None,
+        help="apprentissage par transfert depuis un réseau de base (chapitre 3) : « eurosat », livré avec "
+        "l'atelier, ou « mobilenet », MobileNetV2 ImageNet s'il est dans le cache de Keras (python -m atelier "
+        "poids-mobilenet) ; sans cette option, le CNN de l'atelier est entraîné depuis zéro",
+    )
 
 
 def _train_run(args: argparse.Namespace) -> dict[str, Any]:
     if args.out.suffix != ".keras":
         raise CliError(f"--out doit être un fichier .keras (reçu : {args.out}).")
-    if args.epochs < 1:
-        raise CliError("--epochs doit être au moins 1.")
+    epochs = args.epochs if args.epochs is not None else (12 if args.backbone else 20)
+    if epochs < (2 if args.backbone else 1):
+        raise CliError(
+            "--epochs doit être au moins 2 avec --backbone (tête puis affinage)."
+            if args.backbone
+            else "--epochs doit être au moins 1."
+        )
     from ..training import train
 
-    result = train(args.data, args.out, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, verbose=2)
+    result = train(
+        args.data,
+        args.out,
+        epochs=epochs,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        verbose=2,
+        backbone=args.backbone,
+    )
     return {
+        "backbone": result.metadata.get("backbone"),
         "test_accuracy": result.metrics["test_accuracy"],
         "classes": result.metadata["classes"],
         "model": str(result.path),
@@ -61,5 +87,10 @@ def _evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-TRAIN = Command("train", _train_args, _train_run, "entraîner le CNN de l'atelier et l'enregistrer avec ses métadonnées")
+TRAIN = Command(
+    "train",
+    _train_args,
+    _train_run,
+    "entraîner le CNN de l'atelier (ou un modèle par transfert, --backbone) et l'enregistrer avec ses métadonnées",
+)
 EVALUATE = Command("evaluate", _evaluate_args, _evaluate_run, "évaluer un modèle sur un dossier d'images")

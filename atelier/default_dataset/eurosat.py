@@ -16,11 +16,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..data import ImageDataset
+from ..labels import CLASSES
+from ..preprocessing import load_image
 
 #: The folder of the shipped EuroSAT tiles (package data of ``atelier``).
 EUROSAT_DIR = Path(__file__).resolve().parent.parent / "eurosat"
@@ -107,3 +112,27 @@ def load_tile(eurosat_class: str, number: int) -> np.ndarray:
         array = np.asarray(image.convert("RGB"))
     array.setflags(write=False)
     return array
+
+
+def unseen_real_tiles(classes: Sequence[str] = CLASSES, image_size: int = 64) -> ImageDataset:
+    """Les vraies tuiles ``Forest`` et ``SeaLake`` que le jeu par défaut n'utilise **pas** (la première moitié).
+
+    Renvoie un :class:`atelier.data.ImageDataset` étiqueté ``forêt`` / ``mer`` (indices dans ``classes``),
+    chaque tuile passée par :func:`atelier.preprocessing.load_image` comme toute image de l'atelier : de
+    vraies images Sentinel-2 pour mesurer un modèle entraîné sur le jeu par défaut (chapitre 6).
+    """
+    images, labels, paths = [], [], []
+    for label, eurosat_class in REAL_CLASSES.items():
+        for number in range(workshop_range(eurosat_class).start):
+            load_tile(eurosat_class, number)  # checks the MD5 of the file
+            path = EUROSAT_DIR / eurosat_class / tile_index()[eurosat_class][number][0]
+            images.append(load_image(path, image_size))
+            labels.append(list(classes).index(label))
+            paths.append(path)
+    return ImageDataset(
+        images=np.stack(images),
+        labels=np.asarray(labels, dtype=np.int32),
+        classes=list(classes),
+        paths=paths,
+        source=str(EUROSAT_DIR),
+    )

@@ -1,0 +1,123 @@
+"""Mesure : transfert depuis le réseau de base EuroSAT contre CNN entraîné depuis zéro, sur de vraies images.
+
+    python tools/measure_transfer_reel.py [DOSSIER] [--per-class 50] [--seeds 0 1 2]
+
+DOSSIER (par défaut ``../shared/data/reel-dev``) : un jeu « un dossier par classe » d'images réelles. Pour chaque
+graine, ``--per-class`` images par classe servent à entraîner (dont 10 % de validation), les autres à tester ;
+deux modèles **jetables** sont entraînés (rien n'est enregistré dans le projet) :
+
+- le CNN du chapitre 2, depuis zéro, avec la recette de ``python -m atelier train`` (``training_plan``) ;
+- le transfert du chapitre 3 : base EuroSAT gelée + nouvelle tête, puis affinage du dernier bloc.
+
+C'est une mesure, pas un test : la suite de tests ne dépend pas de ces images. La dernière ligne est un JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from atelier.data import Splits, load_dataset  # noqa: E402
+from atelier.eurosat_tiles import read_manifest  # noqa: E402
+from atelier.evaluation import evaluate_dataset  # noqa: E402
+from atelier.model import build_cnn, compile_model  # noqa: E402
+from atelier.training import epochs_for, fit, fit_transfer, set_seed, training_plan  # noqa: E402
+
+#: Pas d'optimisation visés pour la tête et l'affinage du transfert (le CNN suit ``training_plan``).
+HEAD_STEPS, FINE_STEPS = 150, 150
+
+
+def fixed_split(dataset, per_class: int, seed: int) -> Splits:
+    """``per_class`` images par classe pour l'entraînement (10 % d'entre elles en validation), le reste en test."""
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
+    for index in range(len(dataset.classes)):
+        members = rng.permutation(np.flatnonzero(dataset.labels == index))
+        n_val = max(1, round(per_class * 0.1))
+        parts["validation"] += list(members[:n_val])
+        parts["train"] += list(members[n_val:per_class])
+        parts["test"] += list(members[per_class:])
+    return Splits(**{name: dataset.subset(sorted(idx)) for name, idx in parts.items()})
+
+
+def from_scratch(classes, splits: Splits, seed: int):
+    """Le CNN du chapitre 2 avec la recette de ``python -m atelier train`` (``training_plan``, arrêt anticipé)."""
+    set_seed(seed)
+    plan = training_plan(len(splits.train))
+    model = compile_model(build_cnn(classes, seed=seed), total_steps=plan.total_steps)
+    started = time.perf_counter()
+    history = fit(model, splits.train, splits.validation, plan, seed=seed, verbose=0)
+    return model, len(history.history["loss"]), time.perf_counter() - started
+
+
+def overlap_with_shipped_tiles(folder: Path) -> int:
+    """Nombre d'images du dossier identiques (MD5) à une tuile EuroSAT livrée avec l'atelier."""
+    shipped = {md5 for _, _, md5 in read_manifest()}
+    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+    return sum(hashlib.md5(p.read_bytes()).hexdigest() in shipped for p in files)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?", type=Path, default=ROOT.parent / "shared" / "data" / "reel-dev")
+    parser.add_argument("--per-class", type=int, default=50)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    args = parser.parse_args(argv)
+
+    dataset = load_dataset(args.folder)
+    print(f"{args.folder} : {dataset.counts()}")
+    print(
+        f"Images identiques à une tuile EuroSAT livrée (donc vues par le réseau de base) : "
+        f"{overlap_with_shipped_tiles(args.folder)}"
+    )
+    results = []
+    for seed in args.seeds:
+        splits = fixed_split(dataset, args.per_class, seed)
+        cnn, cnn_epochs, cnn_seconds = from_scratch(dataset.classes, splits, seed)
+        n = len(splits.train)
+        transfer = fit_transfer(
+            dataset.classes,
+            splits,
+            head_epochs=epochs_for(n, HEAD_STEPS),
+            fine_epochs=epochs_for(n, FINE_STEPS),
+            seed=seed,
+        )
+        row = {"seed": seed, "n_train": n, "n_validation": len(splits.validation), "n_test": len(splits.test)}
+        for name, model, seconds in (("cnn", cnn, cnn_seconds), ("transfert", transfer.model, transfer.seconds)):
+            report = evaluate_dataset(model, splits.test)
+            row[name] = {
+                "accuracy": report["accuracy"],
+                "per_class": report["per_class"],
+                "confusion": report["confusion"],
+                "seconds": round(seconds, 1),
+            }
+            print(
+                f"graine {seed} — {name:9} : {report['accuracy']:.1%} sur {report['n']} images de test "
+                f"({seconds:.0f} s) ; par classe : {report['per_class']}",
+                flush=True,
+            )
+        row["cnn"]["epochs"] = cnn_epochs
+        results.append(row)
+    summary = {
+        "folder": str(args.folder),
+        "per_class": args.per_class,
+        "cnn_mean": round(float(np.mean([r["cnn"]["accuracy"] for r in results])), 4),
+        "transfert_mean": round(float(np.mean([r["transfert"]["accuracy"] for r in results])), 4),
+        "runs": results,
+    }
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

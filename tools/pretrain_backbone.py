@@ -1,0 +1,183 @@
+"""Pré-entraîne le réseau de base EuroSAT du chapitre 3 et l'enregistre avec sa fiche JSON.
+
+    python tools/pretrain_backbone.py                 # quelques minutes sur 2 cœurs ; écrit atelier/backbones/eurosat.*
+    python tools/pretrain_backbone.py --out /tmp/essai --epochs 2 --per-class 50
+
+Données : les tuiles Sentinel-2 EuroSAT livrées dans ``atelier/eurosat/`` (10 classes, licence MIT), chargées
+par ``atelier.preprocessing.load_image`` comme toutes les images de l'atelier, sauf les tuiles ``Forest`` et
+``SeaLake`` réservées à l'atelier (``atelier.eurosat_tiles.workshop_tiles``). Découpage stratifié et fixe
+(graine 0) : 70 % entraînement, 10 % validation, 20 % test. L'exactitude affichée à la fin est mesurée sur le
+test, jamais vu pendant l'entraînement. Déterministe : même graine, mêmes tirages.
+
+Réservé aux auteurs : le fichier produit est livré avec l'atelier, les apprenants n'ont rien à lancer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from atelier import backbone  # noqa: E402
+from atelier.data import split_dataset, to_tf_dataset  # noqa: E402
+from atelier.eurosat_tiles import EUROSAT_CLASSES, EUROSAT_DIR, load_eurosat, workshop_tiles  # noqa: E402
+from atelier.evaluation import evaluate_dataset  # noqa: E402
+from atelier.model import compile_model  # noqa: E402
+from atelier.model_io import file_sha256  # noqa: E402
+from atelier.training import set_seed  # noqa: E402
+
+#: Découpage du pré-entraînement (proportions de validation et de test, par classe).
+VALIDATION, TEST = 0.10, 0.20
+
+
+def augmented(tiles, batch_size: int, seed: int):
+    """Lots d'entraînement mélangés, chaque tuile retournée et tournée d'un quart de tour au hasard : une vue
+    de satellite n'a ni haut ni bas, ces huit versions d'une tuile sont toutes aussi vraies."""
+    import tensorflow as tf
+
+    def flip_and_turn(image, label):
+        image = tf.image.random_flip_left_right(image, seed=seed)
+        turns = tf.random.uniform([], 0, 4, dtype=tf.int32, seed=seed + 1)
+        return tf.image.rot90(image, turns), label
+
+    ds = tf.data.Dataset.from_tensor_slices((tiles.images, tiles.labels))
+    ds = ds.shuffle(len(tiles), seed=seed, reshuffle_each_iteration=True).map(flip_and_turn)
+    return ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE)
+
+
+def save_weights_only_model(model, path: Path) -> None:
+    """Enregistre le réseau au format ``.keras`` **sans l'état de l'optimiseur** (les moments d'Adam triplent
+    la taille du fichier et ne servent pas au transfert) : on le recharge non compilé, puis on l'enregistre."""
+    import tempfile
+
+    import keras
+
+    with tempfile.TemporaryDirectory() as tmp:
+        compiled = Path(tmp) / path.name
+        model.save(compiled)
+        keras.saving.load_model(compiled, compile=False, safe_mode=True).save(path)
+
+
+def pretrain(
+    out_dir: str | Path = backbone.BACKBONES_DIR,
+    *,
+    tiles_dir: str | Path = EUROSAT_DIR,
+    epochs: int = 30,
+    seed: int = 0,
+    filters: tuple[int, ...] = backbone.FILTERS,
+    batch_size: int = 64,
+    learning_rate: float = 3e-3,
+    per_class: int | None = None,
+    verbose: int | str = 1,
+    command: str = "python tools/pretrain_backbone.py",
+) -> dict[str, Any]:
+    """Entraîne le réseau de base et sa tête à 10 classes sur les tuiles EuroSAT, l'enregistre dans
+    ``out_dir`` (``eurosat.keras`` et sa fiche ``eurosat.json``) et renvoie la fiche."""
+    set_seed(seed)
+    reserved = workshop_tiles(tiles_dir)
+    tiles = load_eurosat(tiles_dir, per_class=per_class, exclude=reserved)
+    splits = split_dataset(tiles, validation=VALIDATION, test=TEST, seed=seed)
+    # No augmentation layers in the network: its colours matter for land cover, and its flips and quarter
+    # turns (below, in the input pipeline) are cheap and exact, unlike arbitrary rotations.
+    model = backbone.build_classifier(EUROSAT_CLASSES, backbone.build_base(filters), augment=False, seed=seed)
+    steps = -(-len(splits.train) // batch_size) * epochs
+    compile_model(model, learning_rate, total_steps=steps)
+    started = time.perf_counter()
+    history = model.fit(
+        augmented(splits.train, batch_size, seed),
+        validation_data=to_tf_dataset(splits.validation, batch_size=256),
+        epochs=epochs,
+        verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles
+    )
+    seconds = time.perf_counter() - started
+    report = evaluate_dataset(model, splits.test)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = backbone.model_file(out_dir)
+    save_weights_only_model(model, path)
+    card = {
+        "name": backbone.NAME,
+        "file": path.name,
+        "sha256": file_sha256(path),
+        "architecture": (
+            f"CNN de l'atelier élargi : {len(filters)} blocs convolution 3×3 → normalisation par lot → ReLU → "
+            f"max-pooling ({'→'.join(map(str, filters))} filtres), moyenne globale, dropout, "
+            f"Dense softmax à {len(EUROSAT_CLASSES)} sorties ; entrée 64×64×3, valeurs 0–255"
+        ),
+        "filters": list(filters),
+        "augmentation": "retournement et quart de tour au hasard (huit orientations d'une tuile)",
+        "image_size": int(model.input_shape[1]),
+        "parameters": int(model.count_params()),
+        "base_parameters": int(backbone.base_of(model).count_params()),
+        "classes": list(EUROSAT_CLASSES),
+        "data": (
+            "EuroSAT RGB (Helber et al., IEEE JSTARS 2019) : tuiles Sentinel-2 64×64 livrées dans atelier/eurosat/ "
+            "(contient des données Copernicus Sentinel modifiées), sauf les tuiles Forest et SeaLake réservées "
+            "à l'atelier (atelier.eurosat_tiles.workshop_tiles)"
+        ),
+        "n_tiles": len(tiles),
+        "excluded_tiles": len(reserved),
+        "licence": "MIT (EuroSAT, © 2023 Patrick Helber ; voir atelier/eurosat/LICENSE-EuroSAT.txt)",
+        "heldout_accuracy": report["accuracy"],
+        "heldout_per_class": report["per_class"],
+        "split": {
+            "method": "atelier.data.split_dataset, stratifié par classe",
+            "seed": seed,
+            "validation": VALIDATION,
+            "test": TEST,
+            "n_train": len(splits.train),
+            "n_validation": len(splits.validation),
+            "n_test": len(splits.test),
+        },
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "final_train_accuracy": round(float(history.history["accuracy"][-1]), 4),
+        "final_validation_accuracy": round(float(history.history["val_accuracy"][-1]), 4),
+        "training_seconds": round(seconds, 1),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "keras_version": __import__("keras").__version__,
+    }
+    backbone.card_file(out_dir).write_text(json.dumps(card, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Pré-entraîne le réseau de base EuroSAT du chapitre 3.")
+    parser.add_argument("--out", type=Path, default=backbone.BACKBONES_DIR, help="dossier de sortie")
+    parser.add_argument("--epochs", type=int, default=30, help="nombre d'époques (défaut : 30)")
+    parser.add_argument("--seed", type=int, default=0, help="graine (défaut : 0)")
+    parser.add_argument(
+        "--filters", default=",".join(map(str, backbone.FILTERS)), help="filtres des blocs, par ex. 32,64,128,256"
+    )
+    parser.add_argument("--per-class", type=int, default=None, help="tuiles par classe (défaut : toutes)")
+    args = parser.parse_args(argv)
+    filters = tuple(int(f) for f in args.filters.split(","))
+    command = "python tools/pretrain_backbone.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:]))
+    card = pretrain(
+        args.out, epochs=args.epochs, seed=args.seed, filters=filters, per_class=args.per_class, command=command.strip()
+    )
+    print(
+        f"Exactitude sur les {card['split']['n_test']} tuiles EuroSAT de test : {card['heldout_accuracy']:.1%}".replace(
+            ".", ","
+        ).replace("%", " %")
+    )
+    print(f"Durée de l'entraînement : {card['training_seconds']:.0f} s ; fichier : {backbone.model_file(args.out)}")
+    print(json.dumps({k: card[k] for k in ("heldout_accuracy", "sha256", "training_seconds")}, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
