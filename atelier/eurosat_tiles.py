@@ -16,15 +16,30 @@ from pathlib import Path
 import numpy as np
 
 from .data import DatasetError, ImageDataset
-from .default_dataset.eurosat import GROUND_CLASSES
 from .preprocessing import IMAGE_SIZE, ImageError, load_image
 
 #: Dossier des tuiles dans le paquet.
 EUROSAT_DIR = Path(__file__).resolve().parent / "eurosat"
 
-#: Les 10 classes d'EuroSAT, dans l'ordre alphabétique (celui des sorties du réseau pré-entraîné) : celles du
-#: manifeste, telles que le jeu par défaut les lit aussi.
-EUROSAT_CLASSES: tuple[str, ...] = GROUND_CLASSES
+#: Les 10 classes d'EuroSAT, dans l'ordre alphabétique (celui des sorties du réseau pré-entraîné et des sols
+#: sous les nuages du jeu par défaut).
+EUROSAT_CLASSES: tuple[str, ...] = (
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
+)
+
+
+class EuroSatError(DatasetError):
+    """Une tuile EuroSAT livrée avec l'atelier manque ou est abîmée (message en français)."""
+
 
 #: Noms français des classes, pour les figures des notebooks.
 FRENCH_NAMES: dict[str, str] = {
@@ -51,6 +66,26 @@ def read_manifest(root: str | Path = EUROSAT_DIR) -> list[tuple[str, str, str]]:
     if not rows:
         raise DatasetError(f"Le manifeste {manifest} ne liste aucune tuile.")
     return rows
+
+
+def reserved_range(count: int) -> range:
+    """Les numéros (ordre du manifeste) des tuiles réservées à l'atelier parmi ``count`` : la seconde moitié.
+
+    La seule définition de cette règle : le réseau de base du chapitre 3 est pré-entraîné sans ces tuiles, le
+    jeu par défaut ne prend que là ses tuiles ``Forest`` et ``SeaLake`` étiquetées.
+    """
+    return range(count // 2, count)
+
+
+def read_tile_bytes(path: Path, md5: str) -> bytes:
+    """Les octets d'une tuile, vérifiés par leur somme MD5 du manifeste ; :class:`EuroSatError` sinon."""
+    try:
+        content = path.read_bytes()
+    except OSError:
+        raise EuroSatError(f"Tuile EuroSAT introuvable : {path}. Réinstallez l'atelier (python demarrer.py).") from None
+    if hashlib.md5(content, usedforsecurity=False).hexdigest() != md5:
+        raise EuroSatError(f"Tuile EuroSAT modifiée ou abîmée (somme MD5 différente du manifeste) : {path}.")
+    return content
 
 
 def load_eurosat(
@@ -86,12 +121,7 @@ def load_eurosat(
     for index, label in enumerate(classes):
         for name, md5 in chosen[label]:
             path = root / label / name
-            try:
-                content = path.read_bytes()
-            except OSError:
-                raise DatasetError(f"Tuile EuroSAT introuvable : {path}") from None
-            if hashlib.md5(content).hexdigest() != md5:
-                raise DatasetError(f"Tuile EuroSAT modifiée ou abîmée (somme MD5 différente du manifeste) : {path}")
+            content = read_tile_bytes(path, md5)
             try:
                 images.append(load_image(content, image_size))
             except ImageError as error:
@@ -122,7 +152,7 @@ def workshop_tiles(root: str | Path = EUROSAT_DIR) -> list[str]:
     for label, name, _ in read_manifest(root):
         if label in WORKSHOP_CLASSES:
             by_class.setdefault(label, []).append(name)
-    return [name for names in by_class.values() for name in names[len(names) // 2 :]]
+    return [names[number] for names in by_class.values() for number in reserved_range(len(names))]
 
 
 def load_workshop_tiles(classes: Sequence[str]) -> ImageDataset:

@@ -13,8 +13,6 @@ une erreur claire plutôt qu'un jeu de données faux.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import io
 from collections.abc import Sequence
 from functools import lru_cache
@@ -24,55 +22,32 @@ import numpy as np
 from PIL import Image
 
 from ..data import ImageDataset
+from ..eurosat_tiles import EUROSAT_CLASSES, EUROSAT_DIR, EuroSatError, read_manifest, read_tile_bytes, reserved_range
 from ..labels import CLASSES
 from ..preprocessing import load_image
 
-#: The folder of the shipped EuroSAT tiles (package data of ``atelier``).
-EUROSAT_DIR = Path(__file__).resolve().parent.parent / "eurosat"
-MANIFEST_CSV = "manifest.csv"
+__all__ = ["EUROSAT_DIR", "GROUND_CLASSES", "REAL_CLASSES", "EuroSatError", "load_tile", "tile_index"]
+
 #: EuroSAT classes used as the real tiles of a workshop class.
 REAL_CLASSES: dict[str, str] = {"forêt": "Forest", "mer": "SeaLake"}
 #: EuroSAT classes used as the ground under the clouds of « nuageux » (all ten).
-GROUND_CLASSES: tuple[str, ...] = (
-    "AnnualCrop",
-    "Forest",
-    "HerbaceousVegetation",
-    "Highway",
-    "Industrial",
-    "Pasture",
-    "PermanentCrop",
-    "Residential",
-    "River",
-    "SeaLake",
-)
-
-
-class EuroSatError(FileNotFoundError):
-    """Les tuiles EuroSAT livrées avec l'atelier manquent ou sont abîmées."""
+GROUND_CLASSES: tuple[str, ...] = EUROSAT_CLASSES
 
 
 def manifest_path() -> Path:
     """Chemin du manifeste des tuiles EuroSAT (classe, fichier, MD5)."""
-    return EUROSAT_DIR / MANIFEST_CSV
+    return EUROSAT_DIR / "manifest.csv"
 
 
 @lru_cache(maxsize=1)
 def tile_index() -> dict[str, tuple[tuple[str, str], ...]]:
     """EuroSAT class → ``((file name, md5), …)`` in the order of ``manifest.csv``."""
-    path = manifest_path()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise EuroSatError(
-            f"Manifeste des tuiles EuroSAT introuvable ({path}) : le dossier atelier/eurosat/ de l'atelier "
-            "est incomplet. Réinstallez l'atelier (python demarrer.py)."
-        ) from error
     by_class: dict[str, list[tuple[str, str]]] = {}
-    for row in csv.DictReader(io.StringIO(text)):
-        by_class.setdefault(row["class"], []).append((row["file"], row["md5"]))
+    for eurosat_class, name, md5 in read_manifest(EUROSAT_DIR):
+        by_class.setdefault(eurosat_class, []).append((name, md5))
     missing = [name for name in GROUND_CLASSES if not by_class.get(name)]
     if missing:
-        raise EuroSatError(f"Le manifeste {path} ne liste aucune tuile pour : {', '.join(missing)}.")
+        raise EuroSatError(f"Le manifeste {manifest_path()} ne liste aucune tuile pour : {', '.join(missing)}.")
     return {name: tuple(files) for name, files in by_class.items()}
 
 
@@ -87,8 +62,7 @@ def workshop_range(eurosat_class: str) -> range:
     Le réseau de base du chapitre 3 est pré-entraîné sans elles ; le jeu par défaut ne prend ses tuiles
     ``Forest`` et ``SeaLake`` étiquetées que là (250 de chaque).
     """
-    count = tile_count(eurosat_class)
-    return range(count // 2, count)
+    return reserved_range(tile_count(eurosat_class))
 
 
 @lru_cache(maxsize=4096)
@@ -99,15 +73,7 @@ def load_tile(eurosat_class: str, number: int) -> np.ndarray:
     """
     files = tile_index()[eurosat_class]
     name, md5 = files[number % len(files)]
-    path = EUROSAT_DIR / eurosat_class / name
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise EuroSatError(
-            f"Tuile EuroSAT introuvable : {path}. Réinstallez l'atelier (python demarrer.py)."
-        ) from error
-    if hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
-        raise EuroSatError(f"Tuile EuroSAT abîmée (somme MD5 différente du manifeste) : {path}.")
+    data = read_tile_bytes(EUROSAT_DIR / eurosat_class / name, md5)
     with Image.open(io.BytesIO(data)) as image:
         array = np.asarray(image.convert("RGB"))
     array.setflags(write=False)
