@@ -157,6 +157,30 @@ def load_dataset(
     """
     root = resolve_data_dir(path)
     found = scan_folders(root)
+    class_names = _class_names(root, found, classes)
+    jobs = [(label, p) for label in found for p in found[label]]
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        results = list(pool.map(lambda job: _read(job[1], image_size), jobs))
+    kept = _keep_unique_images(jobs, results)
+    _warn_ignored(root, kept)
+    dataset = ImageDataset(
+        images=np.stack(kept.images) if kept.images else np.zeros((0, image_size, image_size, 3), np.uint8),
+        labels=np.asarray([class_names.index(label) for label in kept.labels], dtype=np.int32),
+        classes=class_names,
+        paths=kept.paths,
+        source=str(root),
+        skipped=kept.skipped,
+        duplicates=kept.duplicates,
+    )
+    empty = [name for name, n in dataset.counts().items() if n == 0 and name in found]
+    if empty:
+        raise DatasetError(f"Classe(s) sans aucune image lisible dans {root} : {', '.join(empty)}.")
+    return dataset
+
+
+def _class_names(root: Path, found: dict[str, list[Path]], classes: list[str] | None) -> list[str]:
+    """The dataset's classes: ``classes`` (a model's) if given, else the folders found; a DatasetError
+    names the folders that are not one of these classes, or says that one class is not enough."""
     if classes is not None:
         unknown = [label for label in found if label not in classes]
         if unknown:
@@ -165,77 +189,84 @@ def load_dataset(
                 f"Le modèle connaît : {', '.join(classes)}."
                 + (f" Noms de dossiers acceptés : {accepted_names()}." if set(classes) <= set(CLASSES) else "")
             )
-        class_names = list(classes)
-    else:
-        unknown = [label for label in found if not is_workshop_class(label)]
-        if unknown:
-            raise DatasetError(
-                f"Dossier(s) de classe inconnu(s) dans {root} : {', '.join(unknown)}. L'atelier reconnaît quatre "
-                f"classes ; noms de dossiers acceptés : {accepted_names()}. Retirez ou renommez les autres dossiers."
-            )
-        class_names = list(found)
-        if len(class_names) < 2:
-            raise DatasetError(
-                f"Une seule classe trouvée dans {root} ({class_names[0]}) : il en faut au moins deux pour "
-                "apprendre à les distinguer."
-            )
-    jobs = [(label, p) for label in found for p in found[label]]
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        results = list(pool.map(lambda job: _read(job[1], image_size), jobs))
+        return list(classes)
+    unknown = [label for label in found if not is_workshop_class(label)]
+    if unknown:
+        raise DatasetError(
+            f"Dossier(s) de classe inconnu(s) dans {root} : {', '.join(unknown)}. L'atelier reconnaît quatre "
+            f"classes ; noms de dossiers acceptés : {accepted_names()}. Retirez ou renommez les autres dossiers."
+        )
+    class_names = list(found)
+    if len(class_names) < 2:
+        raise DatasetError(
+            f"Une seule classe trouvée dans {root} ({class_names[0]}) : il en faut au moins deux pour "
+            "apprendre à les distinguer."
+        )
+    return class_names
 
-    skipped: list[tuple[Path, str]] = []
+
+@dataclass
+class _KeptImages:
+    """What :func:`_keep_unique_images` keeps (images, their labels and paths) and what it leaves out."""
+
+    images: list[np.ndarray] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    duplicates: list[Path] = field(default_factory=list)
+    ambiguous: set[str] = field(default_factory=set)
+
+
+def _keep_unique_images(jobs: list[tuple[str, Path]], results: list[tuple[str, np.ndarray | None, str]]) -> _KeptImages:
+    """One copy of each decoded image; unreadable files are skipped, and an image found under two
+    different labels is removed everywhere (its label is ambiguous)."""
+    kept = _KeptImages()
     first_label_of: dict[str, str] = {}
-    ambiguous: set[str] = set()
     for (label, file_path), (digest, _, error) in zip(jobs, results, strict=True):
         if error:
-            skipped.append((file_path, error))
+            kept.skipped.append((file_path, error))
         elif digest in first_label_of and first_label_of[digest] != label:
-            ambiguous.add(digest)
+            kept.ambiguous.add(digest)
         else:
             first_label_of.setdefault(digest, label)
-
-    images, labels, paths, duplicates, seen = [], [], [], [], set()
+    seen: set[str] = set()
     for (label, file_path), (digest, array, error) in zip(jobs, results, strict=True):
         if error:
             continue
-        if digest in ambiguous or digest in seen:
-            duplicates.append(file_path)
+        if digest in kept.ambiguous or digest in seen:
+            kept.duplicates.append(file_path)
             continue
         seen.add(digest)
         assert array is not None  # decoded without error
-        images.append(array)
-        labels.append(class_names.index(label))
-        paths.append(file_path)
+        kept.images.append(array)
+        kept.labels.append(label)
+        kept.paths.append(file_path)
+    return kept
 
-    if skipped:
+
+def _warn_ignored(root: Path, kept: _KeptImages) -> None:
+    """A DatasetWarning listing the unreadable files, another listing the duplicates removed (both point
+    at the caller of :func:`load_dataset`)."""
+    if kept.skipped:
         warnings.warn(
-            f"{len(skipped)} fichier(s) illisible(s) ignoré(s) dans {root} : "
-            + _list_for_warning([p for p, _ in skipped], root),
+            f"{len(kept.skipped)} fichier(s) illisible(s) ignoré(s) dans {root} : "
+            + _list_for_warning([p for p, _ in kept.skipped], root),
             DatasetWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    if duplicates:
+    if kept.duplicates:
         warnings.warn(
-            f"{len(duplicates)} doublon(s) exact(s) retiré(s) dans {root}"
-            + (f" (dont {len(ambiguous)} image(s) présentes dans deux classes, retirées partout)" if ambiguous else "")
+            f"{len(kept.duplicates)} doublon(s) exact(s) retiré(s) dans {root}"
+            + (
+                f" (dont {len(kept.ambiguous)} image(s) présentes dans deux classes, retirées partout)"
+                if kept.ambiguous
+                else ""
+            )
             + " : "
-            + _list_for_warning(duplicates, root),
+            + _list_for_warning(kept.duplicates, root),
             DatasetWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    dataset = ImageDataset(
-        images=np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.uint8),
-        labels=np.asarray(labels, dtype=np.int32),
-        classes=class_names,
-        paths=paths,
-        source=str(root),
-        skipped=skipped,
-        duplicates=duplicates,
-    )
-    empty = [name for name, n in dataset.counts().items() if n == 0 and name in found]
-    if empty:
-        raise DatasetError(f"Classe(s) sans aucune image lisible dans {root} : {', '.join(empty)}.")
-    return dataset
 
 
 def split_dataset(
