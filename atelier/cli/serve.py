@@ -78,30 +78,47 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
-    import uvicorn
-
     from ..server import url_host
 
-    model_dir = Path(args.model_dir).expanduser() if args.model_dir is not None else None
-    model = None
-    if model_dir is not None:
+    model_dir, model = _model_source(args)
+    _check_options(args)
+    _export_settings(args, model_dir, model)
+    url = f"http://{url_host(args.host)}:{args.port}"
+    sock = _reserve_port(args.host, args.port)  # reported before loading TensorFlow
+    if args.workers == 1:
+        _run_one_process(args, sock, url)
+    else:
+        sock.close()  # each worker binds it again (uvicorn shares the socket with its workers)
+        _run_workers(args, model, url)
+    return {"status": "arrêté", "url": url, "workers": args.workers}
+
+
+def _model_source(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """``(model_dir, None)`` with ``--model-dir``, else ``(None, model)``; a CliError if it does not exist."""
+    if args.model_dir is not None:
+        model_dir = Path(args.model_dir).expanduser()
         if not model_dir.is_dir():
             raise CliError(
                 f"Dépôt de modèles introuvable : {model_dir}. Créez le dossier puis publiez-y un modèle avec "
                 f"« python -m atelier publish --model modele.keras --model-dir {model_dir} »."
             )
-    elif args.model is None:
+        return model_dir, None
+    if args.model is None:
         raise CliError(
             "Indiquez le modèle à servir : --model chemin/vers/cnn.keras (ou la variable ATELIER_MODEL), "
             "ou un dépôt de modèles : --model-dir DOSSIER."
         )
-    else:
-        model = Path(args.model).expanduser()
-        if not model.is_file():
-            raise CliError(
-                f"Modèle introuvable : {model}. Entraînez-en un avec « python -m atelier train --out "
-                f"{model} » ou indiquez le bon chemin avec --model."
-            )
+    model = Path(args.model).expanduser()
+    if not model.is_file():
+        raise CliError(
+            f"Modèle introuvable : {model}. Entraînez-en un avec « python -m atelier train --out "
+            f"{model} » ou indiquez le bon chemin avec --model."
+        )
+    return None, model
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """A CliError for a number out of its range (poll period, history limits, port, workers)."""
     if args.poll_seconds is not None and args.poll_seconds <= 0:
         raise CliError(f"--poll-seconds doit être positif (reçu : {args.poll_seconds}).")
     for name in ("history_days", "history_max_rows"):
@@ -112,8 +129,13 @@ def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
     if args.workers < 1:
         raise CliError(f"--workers doit être au moins 1 (reçu : {args.workers}).")
 
-    # The app always comes from the same factory and environment, so that one process and N processes
-    # (which re-create it in each worker) are configured identically.
+
+def _export_settings(args: argparse.Namespace, model_dir: Path | None, model: Path | None) -> None:
+    """Write the options into the environment read by :data:`FACTORY`.
+
+    The app always comes from the same factory and environment, so that one process and N processes
+    (which re-create it in each worker) are configured identically.
+    """
     if model_dir is not None:
         os.environ["ATELIER_MODEL_DIR"] = str(model_dir.resolve())
     elif model is not None:
@@ -133,66 +155,71 @@ def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
     if args.db is not None:
         db = str(args.db)
         os.environ["ATELIER_DB"] = db if db == ":memory:" else str(Path(db).expanduser().resolve())
-    url = f"http://{url_host(args.host)}:{args.port}"
-    sock = _reserve_port(args.host, args.port)  # reported before loading TensorFlow
 
-    if args.workers == 1:
-        from ..api import create_app_from_env
 
-        try:
-            app = create_app_from_env()  # model errors (ModelFileError) are printed in French by the CLI
-        except BaseException:
-            sock.close()
-            raise
-        config = uvicorn.Config(
-            app,
+def _run_one_process(args: argparse.Namespace, sock: socket.socket, url: str) -> None:
+    """Serve in this process on the reserved ``sock`` until Ctrl+C (the socket is closed in any case)."""
+    import uvicorn
+
+    from ..api import create_app_from_env
+
+    try:
+        app = create_app_from_env()  # model errors (ModelFileError) are printed in French by the CLI
+    except BaseException:
+        sock.close()
+        raise
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="asyncio",
+        log_level="info",
+        access_log=args.access_log,
+        timeout_graceful_shutdown=10,
+    )
+    print(f"API de l'atelier en marche sur {url} (documentation : {url}/docs). Ctrl+C pour arrêter.", flush=True)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after a clean shutdown
+        pass
+    finally:
+        sock.close()
+
+
+def _run_workers(args: argparse.Namespace, model: Path | None, url: str) -> None:
+    """Serve with ``--workers`` processes, each building its app from :data:`FACTORY`, until Ctrl+C."""
+    import uvicorn
+
+    from ..model_io import read_metadata
+
+    if model is not None:
+        read_metadata(model)  # a bad model fails here, once, rather than in every worker
+    # One Prometheus folder for all the workers: /metrics sums them, whichever worker answers.
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = tempfile.mkdtemp(prefix="atelier-metriques-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    print(
+        f"API de l'atelier : {args.workers} processus sur {url} (documentation : {url}/docs). Ctrl+C pour arrêter.",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.run(
+            FACTORY,
+            factory=True,
             host=args.host,
             port=args.port,
-            loop="asyncio",
+            workers=args.workers,
+            # Each worker imports TensorFlow and loads its model before answering uvicorn's health
+            # checks: 5 s (uvicorn's default) is too short on a busy laptop, the worker would be killed.
+            timeout_worker_healthcheck=WORKER_STARTUP_TIMEOUT_S,
             log_level="info",
             access_log=args.access_log,
             timeout_graceful_shutdown=10,
         )
-        print(f"API de l'atelier en marche sur {url} (documentation : {url}/docs). Ctrl+C pour arrêter.", flush=True)
-        try:
-            uvicorn.Server(config).run(sockets=[sock])
-        except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after a clean shutdown
-            pass
-        finally:
-            sock.close()
-    else:
-        from ..model_io import read_metadata
-
-        sock.close()  # each worker binds it again (uvicorn shares the socket with its workers)
-        if model is not None:
-            read_metadata(model)  # a bad model fails here, once, rather than in every worker
-        # One Prometheus folder for all the workers: /metrics sums them, whichever worker answers.
-        metrics_dir = None
-        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            metrics_dir = tempfile.mkdtemp(prefix="atelier-metriques-")
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        print(
-            f"API de l'atelier : {args.workers} processus sur {url} (documentation : {url}/docs). Ctrl+C pour arrêter.",
-            flush=True,
-        )
-        with contextlib.suppress(KeyboardInterrupt):
-            uvicorn.run(
-                FACTORY,
-                factory=True,
-                host=args.host,
-                port=args.port,
-                workers=args.workers,
-                # Each worker imports TensorFlow and loads its model before answering uvicorn's health
-                # checks: 5 s (uvicorn's default) is too short on a busy laptop, the worker would be killed.
-                timeout_worker_healthcheck=WORKER_STARTUP_TIMEOUT_S,
-                log_level="info",
-                access_log=args.access_log,
-                timeout_graceful_shutdown=10,
-            )
-        if metrics_dir is not None:
-            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-    return {"status": "arrêté", "url": url, "workers": args.workers}
+    if metrics_dir is not None:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _reserve_port(host: str, port: int) -> socket.socket:
