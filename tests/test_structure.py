@@ -1,4 +1,4 @@
-"""The package's structure: no import cycle, every module importable on its own."""
+"""The package's structure: no import cycle, no overlong function, every module importable on its own."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def _module_name(path: Path) -> str:
 
 
 MODULES = {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+#: Longest function or method (its ``def`` line to its last line, decorators excluded) allowed in atelier/.
+MAX_FUNCTION_LINES = 80
 
 
 def _top_level_imports(name: str, path: Path) -> set[str]:
@@ -73,6 +75,33 @@ def test_no_import_cycle_between_modules():
 def test_cycle_finder_finds_cycles():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def _long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> list[tuple[str, int, int]]:
+    """``(name, first line, length)`` of every function or method (nested ones too) longer than *limit* lines."""
+    return [
+        (node.name, node.lineno, length)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and (length := (node.end_lineno or node.lineno) - node.lineno + 1) > limit
+    ]
+
+
+def test_no_function_is_longer_than_80_lines():
+    """A longer function does several jobs: split it into named helpers."""
+    too_long = [
+        f"{path.relative_to(ROOT)}:{line} {name} ({length} lignes)"
+        for path in MODULES.values()
+        for name, line, length in _long_functions(path.read_text(encoding="utf-8"))
+    ]
+    assert not too_long, f"fonctions de plus de {MAX_FUNCTION_LINES} lignes : " + ", ".join(too_long)
+
+
+def test_long_function_finder_measures_functions_and_methods():
+    body = "".join(f"        x{i} = {i}\n" for i in range(4))
+    source = f"def short():\n    pass\n\n\nclass A:\n    async def method(self):\n{body}\n    def ok(self):\n{body}"
+    assert _long_functions(source, limit=5) == []
+    assert _long_functions(source, limit=4) == [("method", 6, 5), ("ok", 12, 5)]
 
 
 def _import_alone(name: str) -> tuple[str, int, str]:
