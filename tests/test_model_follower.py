@@ -7,6 +7,7 @@ import pytest
 
 from atelier import metrics
 from atelier.inference import Predictor
+from atelier.labels import CLASSES
 from atelier.model_follower import ModelFollower
 from atelier.model_repository import ModelRepository, RepositoryError
 
@@ -69,3 +70,19 @@ def test_swaps_pin_and_refused_versions(tmp_path, models):
     with pytest.raises(RepositoryError, match="n'existe pas"):
         follower.pin(9)
     assert repo.pinned() is None and follower.served == 2
+
+
+def test_an_incompatible_swap_is_refused_by_the_predictor_rule(tmp_path, models):
+    """The follower checks nothing itself: Predictor.swap refuses, and the poller records the refusal."""
+    repo = ModelRepository(tmp_path / "depot")
+    repo.publish(models["a"])
+    follower = follower_for(repo.root)
+    follower.load_initial()
+    repo.publish(models["three"])
+    # The repository is told to accept its classes: only the predictor's rule can refuse version 2.
+    follower.repository.require(CLASSES[:3], 64)
+    assert not follower.poller.poll_once()
+    assert follower.served == 1 and predicted_version(follower) == "1"
+    assert follower.poller.last_error.startswith("Version 2 refusée : ")
+    assert follower.last_error.startswith("Version 2 ignorée : ")
+    assert not follower.repository.is_valid(2)
