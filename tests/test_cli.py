@@ -55,6 +55,7 @@ def test_train_writes_model_metadata_and_json(trained):
     assert metadata["image_size"] == 64 and metadata["data_source"].endswith("donnees")
 
 
+@pytest.mark.slow  # trains a model (subprocess or in-process): not in the fast subset
 def test_evaluate_on_kaggle_folder_names(trained, tmp_path):
     _, _, model = trained
     kaggle = make_dataset(
@@ -100,6 +101,7 @@ def test_evaluate_errors(trained, tmp_path):
     assert_french_failure(run_cli("evaluate", "--model", model, "--data", other), "inconnues du modèle", "urbain")
 
 
+@pytest.mark.slow  # trains a model (subprocess or in-process): not in the fast subset
 def test_train_with_the_eurosat_backbone_says_which_backbone(tmp_path):
     """``train --backbone eurosat``: frozen shipped backbone + new head, then fine-tuning; the metadata name the
     backbone and its fingerprints, and the model is served like any other."""
@@ -124,6 +126,7 @@ def test_train_with_the_eurosat_backbone_says_which_backbone(tmp_path):
     assert info.model.get_layer(backbone.BASE_NAME) is not None
 
 
+@pytest.mark.slow  # trains a model (subprocess or in-process): not in the fast subset
 def test_train_with_mobilenet_without_cached_weights_is_explained(tmp_path):
     data = make_dataset(tmp_path / "donnees", per_class=4)
     result = run_cli(
@@ -142,6 +145,7 @@ def test_train_with_mobilenet_without_cached_weights_is_explained(tmp_path):
     assert not (tmp_path / "m.keras").exists()
 
 
+@pytest.mark.slow  # trains a model (subprocess or in-process): not in the fast subset
 def test_train_and_usage_errors(tmp_path):
     assert_french_failure(run_cli("train", "--data", tmp_path / "rien", "--out", tmp_path / "m.keras"), "introuvable")
     assert_french_failure(run_cli("train", "--out", tmp_path / "m.h5"), ".keras")

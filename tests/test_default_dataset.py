@@ -57,6 +57,7 @@ def default_build(timed_default_build) -> Path:
     return timed_default_build[0]
 
 
+@pytest.mark.slow  # builds the whole default dataset: not in the fast subset
 def test_default_build_takes_at_most_30_seconds(timed_default_build):
     assert timed_default_build[1] <= BUILD_SECONDS_MAX
 

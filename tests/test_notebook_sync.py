@@ -500,6 +500,7 @@ def test_nbval_runs_the_solution_fixture_and_checks_outputs(tmp_path):
     assert result.returncode == 1 and "1 failed" in result.stdout, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # runs pytest in a subprocess: not in the fast subset
 def test_nbval_does_not_collect_learner_notebooks_nor_fixtures():
     result = _nbval("--collect-only", "-q", "tests/fixtures")
     assert ".ipynb" not in result.stdout, result.stdout

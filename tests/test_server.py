@@ -183,6 +183,7 @@ def test_startup_timeout():
         start_server(FastAPI(lifespan=lifespan), port=None, timeout=0.5)
 
 
+@pytest.mark.slow  # twenty real server starts: not in the fast subset
 def test_twenty_start_stop_cycles_leak_nothing():
     port = free_port()
     # one warm-up cycle so that lazily created objects (loggers, thread pools) are not counted as leaks

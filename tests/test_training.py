@@ -16,6 +16,7 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+@pytest.mark.slow  # trains a model (subprocess or in-process): not in the fast subset
 def test_missing_cnn_is_trained_then_reused(cache, small_dataset, monkeypatch, capsys):
     path = training.ensure_model("cnn", data_dir=small_dataset, epochs=1)
     assert path == model_path("cnn") and path.is_relative_to(cache)

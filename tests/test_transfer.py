@@ -186,6 +186,7 @@ def test_preprocessing_is_mobilenet_preprocess_input():
     assert ours.min() >= -1.0 - 1e-6 and ours.max() <= 1.0 + 1e-6
 
 
+@pytest.mark.slow  # trains a network: not in the fast subset
 def test_unfreeze_top_trains_only_the_top_layers_and_keeps_batchnorm_frozen(cached):
     import keras
 
