@@ -51,30 +51,18 @@ def stop(process: subprocess.Popen) -> str:
     return out
 
 
+def start_serve(model, port: int, *extra: str) -> subprocess.Popen:
+    """``python -m atelier serve --model MODEL --port PORT …extra`` in a subprocess (stdout + stderr piped)."""
+    command = [sys.executable, "-m", "atelier", "serve", "--model", str(model), "--port", str(port), *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 @pytest.fixture
 def served(saved_model, tmp_path):
     """``python -m atelier serve`` on a free port, with an API key and a temporary history."""
     path, metadata = saved_model
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "atelier",
-            "serve",
-            "--model",
-            str(path),
-            "--port",
-            str(port),
-            "--api-key",
-            "secret-de-test",
-            "--db",
-            str(tmp_path / "historique.sqlite3"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_serve(path, port, "--api-key", "secret-de-test", "--db", str(tmp_path / "historique.sqlite3"))
     url = f"http://127.0.0.1:{port}"
     try:
         health = wait_health(url, process)
@@ -155,26 +143,7 @@ def test_serve_with_two_workers(saved_model, tmp_path):
     """--workers 2: the factory import string + environment variables, each worker loads the model."""
     path, metadata = saved_model
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "atelier",
-            "serve",
-            "--model",
-            str(path),
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--db",
-            str(tmp_path / "h.sqlite3"),
-            "--no-access-log",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_serve(path, port, "--workers", "2", "--db", str(tmp_path / "h.sqlite3"), "--no-access-log")
     url = f"http://127.0.0.1:{port}"
     try:
         assert wait_health(url, process, timeout=180)["model_version"] == metadata["version"]
