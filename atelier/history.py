@@ -1,8 +1,9 @@
 """L'historique des prédictions, dans une base SQLite (module ``sqlite3`` de Python).
 
 Chaque prédiction réussie ajoute une ligne : date (UTC, ISO 8601), classe prédite, probabilités
-(JSON), version du modèle, empreinte SHA-256 de l'image, nom de fichier *nettoyé* envoyé par le client
-et durée en millisecondes. Les images elles-mêmes ne sont pas gardées (sauf si l'API est configurée
+(JSON), version du modèle, empreinte SHA-256 de l'image, nom de fichier *nettoyé* envoyé par le client,
+durée en millisecondes et étiquette de la clé d'API qui a fait la requête (jamais la clé ; vide sans clé).
+Les images elles-mêmes ne sont pas gardées (sauf si l'API est configurée
 avec ``store_images_dir``).
 
 La base est en mode WAL avec ``synchronous=NORMAL`` : une écriture ne force pas le disque à chaque
@@ -48,9 +49,12 @@ CREATE TABLE IF NOT EXISTS predictions (
     model_version TEXT NOT NULL,
     image_sha256 TEXT NOT NULL,
     filename TEXT,
-    duration_ms REAL NOT NULL
+    duration_ms REAL NOT NULL,
+    key_label TEXT
 )
 """
+#: Columns added after the first version of the table (older bases are migrated with ALTER TABLE).
+_ADDED_COLUMNS = ("key_label",)
 
 
 def default_db_path() -> Path:
@@ -110,6 +114,19 @@ class History:
             self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Adds the columns a base created by an older version lacks (several processes may race here)."""
+        present = {row[1] for row in self._conn.execute("PRAGMA table_info(predictions)")}
+        for column in _ADDED_COLUMNS:
+            if column in present:
+                continue
+            try:
+                self._conn.execute(f"ALTER TABLE predictions ADD COLUMN {column} TEXT")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another process added it first: fine
+                    raise
 
     def add(
         self,
@@ -120,8 +137,12 @@ class History:
         image_sha256: str,
         filename: str | None,
         duration_ms: float,
+        key_label: str | None = None,
     ) -> int:
-        """Ajoute une prédiction et renvoie son identifiant."""
+        """Ajoute une prédiction et renvoie son identifiant.
+
+        ``key_label`` : l'étiquette de la clé d'API de la requête (jamais la clé elle-même).
+        """
         created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         row = (
             created,
@@ -131,11 +152,12 @@ class History:
             image_sha256,
             sanitize_filename(filename),
             round(float(duration_ms), 3),
+            key_label,
         )
         with self._lock:
             cursor = self._conn.execute(
                 "INSERT INTO predictions (created, label, probabilities, model_version, image_sha256,"
-                " filename, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " filename, duration_ms, key_label) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             assert cursor.lastrowid is not None  # always set after an INSERT
@@ -195,14 +217,20 @@ class History:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
 
-    def page(self, limit: int = 50, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
-        """Renvoie ``(nombre total, prédictions)``, les plus récentes d'abord."""
+    def page(
+        self, limit: int = 50, offset: int = 0, *, key_label: str | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Renvoie ``(nombre total, prédictions)``, les plus récentes d'abord.
+
+        ``key_label`` : seulement les prédictions faites avec cette clé (ce que lit une clé d'inférence).
+        """
+        where, params = ("WHERE key_label = ?", (key_label,)) if key_label is not None else ("", ())
         with self._lock:
-            total = int(self._conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
+            total = int(self._conn.execute(f"SELECT COUNT(*) FROM predictions {where}", params).fetchone()[0])
             rows = self._conn.execute(
                 "SELECT id, created, label, probabilities, model_version, image_sha256, filename,"
-                " duration_ms FROM predictions ORDER BY id DESC LIMIT ? OFFSET ?",
-                (int(limit), int(offset)),
+                f" duration_ms, key_label FROM predictions {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                (*params, int(limit), int(offset)),
             ).fetchall()
         items = [
             {
@@ -214,6 +242,7 @@ class History:
                 "image_sha256": r[5],
                 "filename": r[6],
                 "duration_ms": r[7],
+                "key_label": r[8],
             }
             for r in rows
         ]

@@ -137,6 +137,7 @@ def start_server(
     timeout: float = 15,
     log_level: str = "warning",
     access_log: bool = False,
+    http: str = "auto",
 ) -> ServerHandle:
     """Démarre ``app`` (une application ASGI, par exemple FastAPI) dans un fil d'exécution et rend la main.
 
@@ -144,12 +145,16 @@ def start_server(
     - ``host`` : ``"127.0.0.1"`` (défaut) n'accepte que cette machine ; ``"0.0.0.0"`` ouvre à tout le réseau.
     - ``timeout`` : secondes d'attente maximale du démarrage.
     - ``log_level`` / ``access_log`` : journaux d'uvicorn ; une ligne par requête seulement si ``access_log=True``.
+    - ``http`` : l'analyseur HTTP d'uvicorn, ``"auto"`` (httptools s'il est installé), ``"h11"`` ou ``"httptools"`` ;
+      une requête illisible reçoit toujours un 400 JSON en français (:mod:`atelier.http_protocol`).
 
     La fonction attend que le serveur réponde vraiment avant de rendre la main. Si un serveur de ce même
     processus (ce noyau Jupyter) écoute déjà sur ce port, il est arrêté d'abord : réexécuter la cellule
     redémarre proprement. Lève :class:`ServerStartError` (message en français) si le démarrage échoue.
     """
     import uvicorn  # imported here so that `import atelier.server` stays cheap
+
+    from .http_protocol import http_protocol
 
     if port is not None:
         port = _check_port(port)
@@ -165,6 +170,7 @@ def start_server(
         host=host,
         port=actual_port,
         loop="asyncio",  # uvloop (if installed) is unavailable on Windows; asyncio is enough here
+        http=http_protocol(http),  # protocol errors answered in French JSON
         lifespan="auto",
         log_level=log_level,
         access_log=access_log,

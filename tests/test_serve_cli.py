@@ -62,7 +62,16 @@ def served(saved_model, tmp_path):
     """``python -m atelier serve`` on a free port, with an API key and a temporary history."""
     path, metadata = saved_model
     port = free_port()
-    process = start_serve(path, port, "--api-key", "secret-de-test", "--db", str(tmp_path / "historique.sqlite3"))
+    process = start_serve(
+        path,
+        port,
+        "--api-key",
+        "secret-de-test",
+        "--admin-key",
+        "gestion-de-test",
+        "--db",
+        str(tmp_path / "historique.sqlite3"),
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         health = wait_health(url, process)
@@ -94,6 +103,14 @@ def test_serve_health_predict_and_stop(served, tmp_path):
     # the key given on the command line is enforced
     refused = requests.post(url + "/predict", files={"file": ("tuile.jpg", image, "image/jpeg")}, timeout=30)
     assert refused.status_code == 401 and refused.json()["detail"]
+    # --api-key is an inference key once --admin-key is given: the management routes need the other one
+    assert requests.get(url + "/metrics", headers={"X-API-Key": "secret-de-test"}, timeout=30).status_code == 403
+    assert requests.get(url + "/metrics", headers={"X-API-Key": "gestion-de-test"}, timeout=30).status_code == 200
+    # an unreadable request gets uvicorn's parser error in French JSON (atelier.http_protocol), not English text
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=30) as raw:
+        raw.sendall(b"N'IMPORTE QUOI\r\n\r\n")
+        answer = raw.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400") and "Requête HTTP invalide".encode() in answer
     # the history went to --db
     assert (tmp_path / "historique.sqlite3").exists()
     out = stop(process)

@@ -9,19 +9,19 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
-from starlette.middleware.cors import CORSMiddleware
 
 from .. import metrics
 from ..history import History
 from ..inference import Predictor, ServingModel, warm_batch_sizes
+from ..keys import KeyRing
 from ..model_follower import ModelFollower
-from ..security import API_KEY_HEADER, ApiKeyMiddleware, BodySizeLimitMiddleware
+from ..security import API_KEY_HEADER, ApiKeyMiddleware, BodySizeLimitMiddleware, FrenchCORSMiddleware
 from . import openapi
 from .errors import install_error_handlers
+from .response_headers import MODEL_VERSION_HEADER, ResponseHeadersMiddleware
 from .routes import history, model, predict, repository, web
 from .settings import ApiSettings
 from .state import ApiState
-from .version_header import ModelVersionHeaderMiddleware
 
 #: Seconds between two applications of the history retention (and once at start-up).
 RETENTION_INTERVAL_S = 60.0
@@ -43,6 +43,7 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
         settings = settings.replace(**overrides)
     else:
         settings = ApiSettings.from_values(settings, **overrides)
+    keys = KeyRing(settings.api_key, settings.admin_key, settings.keys_file)  # a bad keys file fails first
     history_store = History(settings.db_path, retention_days=settings.history_days, max_rows=settings.history_max_rows)
     state = ApiState(settings=settings, predictor=None, history=history_store)
     if settings.model_dir is not None:
@@ -78,7 +79,7 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
         static_url=openapi.DOCS_STATIC_URL,
         title=openapi.TITLE,
         version=openapi.VERSION,
-        description=openapi.description(protected=bool(settings.api_key)),
+        description=openapi.description(protected=settings.protected),
         openapi_tags=openapi.TAGS,
         lifespan=lifespan,
     )
@@ -90,8 +91,8 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
     web.mount_static(app)
     paths = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
     paths.update(getattr(route, "path", "") for router in routers for route in router.routes)
-    _add_middlewares(app, settings, state, paths)
-    openapi.install_openapi(app, protected=bool(settings.api_key))
+    _add_middlewares(app, settings, state, paths, keys)
+    openapi.install_openapi(app, protected=settings.protected)
     return app
 
 
@@ -134,23 +135,25 @@ def create_app_from_env() -> FastAPI:
     return create_app(ApiSettings.from_env())
 
 
-def _add_middlewares(app: FastAPI, settings: ApiSettings, state: ApiState, paths: set[str]) -> None:
-    app.add_middleware(ModelVersionHeaderMiddleware, current_version=lambda: state.served_version)
+def _add_middlewares(app: FastAPI, settings: ApiSettings, state: ApiState, paths: set[str], keys: KeyRing) -> None:
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_upload_bytes,
         limits={("PUT", "/model"): settings.max_model_bytes},
     )
     public_prefixes = ("/static/", f"{openapi.DOCS_STATIC_URL}/")
-    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, public_prefixes=public_prefixes)
+    app.add_middleware(ApiKeyMiddleware, keys=keys, public_prefixes=public_prefixes)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            FrenchCORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             allow_headers=[API_KEY_HEADER, "Content-Type"],
-            expose_headers=[ModelVersionHeaderMiddleware.HEADER],
+            expose_headers=[MODEL_VERSION_HEADER],
             max_age=600,
         )
+    # Every answer, including the 401/403, 413 and CORS ones of the middlewares above, gets the headers.
+    policies = {"/": web.PAGE_CSP, **dict.fromkeys(("/docs", "/redoc"), openapi.DOCS_CSP)}
+    app.add_middleware(ResponseHeadersMiddleware, current_version=lambda: state.served_version, policies=policies)
     # Outermost: every answer is counted, including the 401, 413 and CORS ones of the middlewares above.
     app.add_middleware(metrics.MetricsMiddleware, routes=paths, prefixes=["/static", openapi.DOCS_STATIC_URL])

@@ -11,12 +11,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..inference import PredictorUnavailableError
 from ..preprocessing import (
@@ -40,6 +42,8 @@ IMAGE_ERROR_STATUS: dict[type[ImageError], int] = {
 
 #: The 401 of every protected route, for /docs (the middleware words the real answer).
 UNAUTHORIZED = "Clé d'API manquante ou invalide (quand l'API est protégée par une clé)."
+#: The 403 of every management route (an inference key is not enough).
+FORBIDDEN = "Clé d'inférence : cette route demande la clé de gestion (quand l'API a des rôles)."
 
 #: Said after every refused model replacement.
 OLD_MODEL_KEPT = "L'ancien modèle reste en service."
@@ -54,10 +58,15 @@ def image_error_status(exc: ImageError) -> int:
     return next((code for cls, code in IMAGE_ERROR_STATUS.items() if isinstance(exc, cls)), 422)
 
 
-def documented(errors: dict[int, str], *, protected: bool = True) -> dict[int | str, dict[str, Any]]:
-    """Les réponses d'erreur d'une route pour ``/docs`` ; ``protected`` ajoute le 401 de la clé d'API."""
+def documented(
+    errors: dict[int, str], *, protected: bool = True, management: bool = False
+) -> dict[int | str, dict[str, Any]]:
+    """Les réponses d'erreur d'une route pour ``/docs`` ; ``protected`` ajoute le 401 de la clé d'API,
+    ``management`` le 403 d'une clé d'inférence sur une route de gestion."""
     if protected:
         errors = {401: UNAUTHORIZED, **errors}
+    if management:
+        errors = {403: FORBIDDEN, **errors}
     return {code: {"model": ErrorOut, "description": text} for code, text in sorted(errors.items())}
 
 
@@ -103,6 +112,22 @@ _HTTP_FRENCH = {
 }
 
 
+def _flat_routes(routes: Iterable[Any]) -> Iterator[Any]:
+    for route in routes:
+        included = getattr(route, "original_router", None)  # recent FastAPI keeps included routers whole
+        yield from _flat_routes(included.routes) if included is not None else (route,)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route of this path (the ``Allow`` header of a 405)."""
+    methods: set[str] = set()
+    for route in _flat_routes(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -116,6 +141,8 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = f"Adresse introuvable : {request.url.path}. Les routes sont décrites dans /docs."
         elif status == 405:
             detail = f"Méthode {request.method} non autorisée pour {request.url.path} (voir /docs)."
+            # Starlette lists the methods of the first route of this path only (GET /model, not PUT /model).
+            return JSONResponse({"detail": detail}, status_code=405, headers={"Allow": _allowed_methods(request)})
         elif status == 400:
             # FastAPI/Starlette raise 400 only while parsing the body ("Invalid multipart data.",
             # "There was an error parsing the body"…).

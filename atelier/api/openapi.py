@@ -11,6 +11,14 @@ from ..security import API_KEY_HEADER
 
 #: Where the Swagger UI / ReDoc files of /docs and /redoc are served from (fastapi-offline: no CDN).
 DOCS_STATIC_URL = "/docs-static"
+#: Content-Security-Policy of /docs and /redoc: their scripts, styles, images and workers come from this server
+#: only (Swagger UI needs its inline start-up script, ReDoc inline styles) ; the browser never asks a CDN
+#: (ReDoc's "API docs by Redocly" logo would otherwise be fetched from the Internet).
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+)
 TITLE = "Atelier CNN — API de classification d'images satellites"
 VERSION = "1.0"
 TAGS = [

@@ -98,6 +98,9 @@ class HistoryItem(_Strict):
         description="Nom de fichier envoyé par le client, nettoyé (jamais utilisé comme chemin)."
     )
     duration_ms: float
+    key_label: str | None = Field(
+        description="Étiquette de la clé d'API qui a fait la requête (jamais la clé) ; null sans clé."
+    )
 
 
 class HistoryOut(_Strict):

@@ -186,10 +186,31 @@ class ApiSettings:
     api_key: str | None = field(
         default=None,
         metadata=_spec(
-            doc="si donnée, l'en-tête X-API-Key est exigé partout sauf /, /health, /docs, /openapi.json et /static/",
+            doc="si donnée, l'en-tête X-API-Key est exigé partout sauf /, /health, /docs, /openapi.json et /static/ ; "
+            "clé d'inférence quand une clé de gestion existe (admin_key ou keys_file), sinon tous les droits "
+            "(atelier.keys)",
             env="ATELIER_API_KEY",
             check=_header_value,
             secret=True,
+        ),
+    )
+    admin_key: str | None = field(
+        default=None,
+        metadata=_spec(
+            doc="clé de gestion (PUT /model, épinglage, effacement, tout l'historique, /metrics), étiquette "
+            "« cle-gestion » dans l'historique",
+            env="ATELIER_ADMIN_KEY",
+            check=_header_value,
+            secret=True,
+        ),
+    )
+    keys_file: Path | None = field(
+        default=None,
+        metadata=_spec(
+            doc="fichier JSON des clés (étiquette, rôle, empreinte SHA-256), relu dès qu'il change : "
+            "« python -m atelier cle » y ajoute une clé",
+            env="ATELIER_KEYS_FILE",
+            parse=_path,
         ),
     )
     db_path: str | Path | None = field(
@@ -306,12 +327,15 @@ class ApiSettings:
     def __post_init__(self) -> None:
         normalise = object.__setattr__  # frozen dataclass: normalised once, here
         normalise(self, "api_key", self.api_key or None)
-        for name in ("model_path", "model_dir", "store_images_dir", "model_upload_dir"):
+        normalise(self, "admin_key", self.admin_key or None)
+        for name in ("model_path", "model_dir", "store_images_dir", "model_upload_dir", "keys_file"):
             value = getattr(self, name)
             normalise(self, name, Path(value) if value else None)
         normalise(self, "cors_origins", tuple(self.cors_origins))
         normalise(self, "formats", tuple(self.formats))
         normalise(self, "batching", bool(self.batching))
+        if self.api_key is not None and self.api_key == self.admin_key:
+            raise ValueError("api_key et admin_key doivent être différentes (sinon la clé d'inférence gère tout).")
         if self.model_path is None and self.model_dir is None:
             raise ValueError(
                 'Indiquez le modèle à servir : create_app("modeles/cnn.keras") ou un dépôt de modèles '
@@ -323,6 +347,11 @@ class ApiSettings:
             if expected:
                 received = "" if item.metadata["secret"] else f" (reçu : {getattr(self, item.name)!r})"
                 raise ValueError(f"{item.name} doit être {expected}{received}.")
+
+    @property
+    def protected(self) -> bool:
+        """Vrai si l'API exige une clé (``api_key``, ``admin_key`` ou ``keys_file``)."""
+        return bool(self.api_key or self.admin_key or self.keys_file)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -59,8 +59,10 @@ class ApiState:
         predictor = self.predictor
         return None if predictor is None else predictor.current.version
 
-    def predict_bytes(self, data: bytes, filename: str | None) -> dict[str, Any]:
+    def predict_bytes(self, data: bytes, filename: str | None, key_label: str | None = None) -> dict[str, Any]:
         """Décodage + réseau + historique, dans un thread du pool (jamais sur la boucle d'événements).
+
+        ``key_label`` : l'étiquette de la clé d'API de la requête, notée dans l'historique.
 
         Renvoie le JSON de ``POST /predict`` (forme :class:`atelier.api.schemas.PredictionOut`).
         """
@@ -86,6 +88,7 @@ class ApiState:
             image_sha256=digest,
             filename=filename,
             duration_ms=duration_ms,
+            key_label=key_label,
         )
         return {
             "label": label,

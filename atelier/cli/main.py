@@ -11,6 +11,7 @@ from ..french_argparse import FrenchArgumentParser
 from .bench import BENCH
 from .core import CliError, Command
 from .dataset import DATA
+from .keys import KEYS
 from .repository import MODELS, PUBLISH
 from .serve import SERVE
 from .training import EVALUATE, TRAIN
@@ -18,7 +19,7 @@ from .weights import WEIGHTS
 
 #: Every subcommand, by name, in the order of ``python -m atelier --help``.
 COMMANDS: dict[str, Command] = {
-    command.name: command for command in (DATA, TRAIN, EVALUATE, PUBLISH, MODELS, SERVE, BENCH, WEIGHTS)
+    command.name: command for command in (DATA, TRAIN, EVALUATE, PUBLISH, MODELS, SERVE, KEYS, BENCH, WEIGHTS)
 }
 
 

@@ -67,6 +67,19 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
         "variable d'environnement, une option se lit dans la liste des processus)",
     )
     parser.add_argument(
+        "--admin-key",
+        default=None,
+        help="clé de gestion (PUT /model, épinglage, effacement, tout l'historique ; défaut : $ATELIER_ADMIN_KEY) ; "
+        "avec elle, --api-key n'est plus qu'une clé d'inférence",
+    )
+    parser.add_argument(
+        "--keys-file",
+        type=Path,
+        default=None,
+        help="fichier de clés JSON créé par « python -m atelier cle » (défaut : $ATELIER_KEYS_FILE), relu dès "
+        "qu'il change : une clé retirée est refusée sans redémarrer",
+    )
+    parser.add_argument(
         "--db",
         default=None,
         help="fichier SQLite de l'historique (défaut : $ATELIER_DB ou le cache de l'atelier ; "
@@ -152,6 +165,10 @@ def _export_settings(args: argparse.Namespace, model_dir: Path | None, model: Pa
             os.environ[env] = str(value)
     if args.api_key:
         os.environ["ATELIER_API_KEY"] = args.api_key
+    if args.admin_key:
+        os.environ["ATELIER_ADMIN_KEY"] = args.admin_key
+    if args.keys_file is not None:
+        os.environ["ATELIER_KEYS_FILE"] = str(Path(args.keys_file).expanduser().resolve())
     if args.db is not None:
         db = str(args.db)
         os.environ["ATELIER_DB"] = db if db == ":memory:" else str(Path(db).expanduser().resolve())
@@ -162,6 +179,7 @@ def _run_one_process(args: argparse.Namespace, sock: socket.socket, url: str) ->
     import uvicorn
 
     from ..api import create_app_from_env
+    from ..http_protocol import http_protocol
 
     try:
         app = create_app_from_env()  # model errors (ModelFileError) are printed in French by the CLI
@@ -173,6 +191,7 @@ def _run_one_process(args: argparse.Namespace, sock: socket.socket, url: str) ->
         host=args.host,
         port=args.port,
         loop="asyncio",
+        http=http_protocol(),  # protocol errors answered in French JSON (h11 or httptools)
         log_level="info",
         access_log=args.access_log,
         timeout_graceful_shutdown=10,
@@ -190,6 +209,7 @@ def _run_workers(args: argparse.Namespace, model: Path | None, url: str) -> None
     """Serve with ``--workers`` processes, each building its app from :data:`FACTORY`, until Ctrl+C."""
     import uvicorn
 
+    from ..http_protocol import http_protocol
     from ..model_io import read_metadata
 
     if model is not None:
@@ -210,6 +230,7 @@ def _run_workers(args: argparse.Namespace, model: Path | None, url: str) -> None
             host=args.host,
             port=args.port,
             workers=args.workers,
+            http=http_protocol(),  # a module-level class: the worker processes import it again
             # Each worker imports TensorFlow and loads its model before answering uvicorn's health
             # checks: 5 s (uvicorn's default) is too short on a busy laptop, the worker would be killed.
             timeout_worker_healthcheck=WORKER_STARTUP_TIMEOUT_S,

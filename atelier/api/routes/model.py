@@ -61,9 +61,22 @@ _PUT_BODY = {
             }
         },
         "application/json": {
+            # Exactly what _reload_from_json accepts: {"reload": true} or {"version": N}, nothing else.
             "schema": {
-                "type": "object",
-                "properties": {"reload": {"type": "boolean"}, "version": {"type": "integer", "minimum": 1}},
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "properties": {"reload": {"const": True}},
+                        "required": ["reload"],
+                        "additionalProperties": False,
+                    },
+                    {
+                        "type": "object",
+                        "properties": {"version": {"type": "integer", "minimum": 1}},
+                        "required": ["version"],
+                        "additionalProperties": False,
+                    },
+                ]
             },
             "example": {"reload": True},
         },
@@ -106,12 +119,14 @@ async def get_model(state: AppState) -> JSONResponse:
     response_model=ModelSwapOut,
     responses=documented(
         {
-            400: "Formulaire ou JSON mal formé, champ manquant.",
-            409: "Modèle incompatible avec celui en service (classes ou taille d'image).",
+            400: "Formulaire ou JSON mal formé, champ manquant, corps envoyé avec ?reload=true.",
+            404: "Version inconnue du dépôt de modèles.",
+            409: "Modèle incompatible avec celui en service (classes ou taille d'image), ou pas de dépôt.",
             413: "Fichier du modèle trop volumineux.",
             415: "Type de contenu non pris en charge.",
             422: "Fichier illisible : pas un modèle Keras, métadonnées invalides ou incohérentes.",
-        }
+        },
+        management=True,
     ),
     openapi_extra={"requestBody": _PUT_BODY},
 )
@@ -121,6 +136,10 @@ async def put_model(
     reload: Annotated[bool, Query(description="Recharger le modèle depuis le fichier configuré au démarrage.")] = False,
 ) -> Any:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if reload and _has_body(request):
+        return error_response(
+            400, "Avec ?reload=true, n'envoyez pas de corps : le modèle rechargé est le fichier configuré au démarrage."
+        )
     if state.follower is not None and not content_type.endswith("json"):
         return error_response(409, REPOSITORY_ADVICE)
     try:
@@ -146,15 +165,22 @@ async def _reload_from_json(request: Request, state: ApiState) -> Any:
         payload = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError):
         return error_response(400, 'Corps JSON illisible : envoyez {"reload": true} ou {"version": N}.')
-    if isinstance(payload, dict) and "version" in payload:
+    if isinstance(payload, dict) and set(payload) == {"version"}:
         return await pin_version(state, payload["version"])
+    if payload != {"reload": True} or payload.get("reload") is not True:  # 1 == True: refused too
+        return error_response(
+            400,
+            'Corps JSON inattendu : envoyez exactement {"reload": true} pour recharger le modèle configuré, ou '
+            '{"version": N} pour épingler une version du dépôt.',
+        )
     if state.follower is not None:
         return error_response(409, REPOSITORY_ADVICE)
-    if not isinstance(payload, dict) or payload.get("reload") is not True:
-        return error_response(
-            400, 'Corps JSON inattendu : envoyez {"reload": true} pour recharger le modèle configuré.'
-        )
     return await run_in_threadpool(state.replace_model, state.settings.model_path)
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return (length is not None and length.strip() != "0") or "transfer-encoding" in request.headers
 
 
 async def _replace_from_upload(request: Request, state: ApiState) -> Any:

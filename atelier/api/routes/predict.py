@@ -11,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from ...inference import PredictorUnavailableError
 from ...preprocessing import ImageError
 from ..errors import documented, error_response, image_error_status
+from ..response_headers import MODEL_VERSION_HEADER
 from ..schemas import PredictionOut
 from ..state import state_of
-from ..version_header import ModelVersionHeaderMiddleware
 
 router = APIRouter(tags=["prédiction"])
 
@@ -45,8 +45,9 @@ async def predict(
     # Hot route: the state without dependency injection (see atelier.api.state).
     state = state_of(request)
     data = await file.read()
+    key_label = getattr(request.state, "key_label", None)  # set by ApiKeyMiddleware (None without keys)
     try:
-        result = await run_in_threadpool(state.predict_bytes, data, file.filename)
+        result = await run_in_threadpool(state.predict_bytes, data, file.filename, key_label)
     except ImageError as exc:
         return error_response(image_error_status(exc), str(exc))
     except PredictorUnavailableError as exc:
@@ -55,4 +56,4 @@ async def predict(
         return response
     # Built by hand (faster than Pydantic on the hot path); its shape is PredictionOut (contract tests).
     # The version that really answered (a swap may happen between the computation and this response).
-    return JSONResponse(result, headers={ModelVersionHeaderMiddleware.HEADER: result["model_version"]})
+    return JSONResponse(result, headers={MODEL_VERSION_HEADER: result["model_version"]})

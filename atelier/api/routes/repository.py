@@ -117,7 +117,7 @@ async def pin_version(state: ApiState, version: Any) -> JSONResponse:
     tags=["modèle"],
     summary="Retirer l'épinglage",
     description="Revient à la plus récente version valide du dépôt, pour tous les processus qui le lisent.",
-    responses=documented({409: "Pas de dépôt de modèles (serveur lancé avec --model)."}),
+    responses=documented({409: "Pas de dépôt de modèles (serveur lancé avec --model)."}, management=True),
 )
 async def unpin(state: AppState) -> JSONResponse:
     if state.follower is None:
@@ -164,7 +164,7 @@ async def ready(state: AppState) -> JSONResponse:
     description="Requêtes par route et code, durées, tailles de lot, file d'attente, version servie, "
     "remplacements et refus de modèles, au format texte de Prometheus (voir `atelier.metrics`).",
     response_class=Response,
-    responses=documented({}),
+    responses=documented({}, management=True),
 )
 async def metrics_text() -> Response:
     body, content_type = await run_in_threadpool(metrics.render)
