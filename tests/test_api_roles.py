@@ -241,3 +241,20 @@ def test_put_model_documents_its_statuses(roles_client):
     variants = put["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
     assert [sorted(v["required"]) for v in variants] == [["reload"], ["version"]]
     assert all(v["additionalProperties"] is False for v in variants)
+
+
+def test_a_learner_corrects_and_explains_only_its_own_predictions(roles_client):
+    one, two = roles_client.secrets["eleve-01"], roles_client.secrets["eleve-02"]
+    mine = _predict(roles_client, one).json()["prediction_id"]
+    url = f"/predictions/{mine}"
+    other = roles_client.post(url + "/feedback", json={"label": "mer"}, headers={"X-API-Key": two})
+    assert "autre clé" in _french(other, 403)
+    assert "autre clé" in _french(roles_client.get(url + "/explanation", headers={"X-API-Key": two}), 403)
+    assert roles_client.get(url + "/explanation", headers={"X-API-Key": one}).status_code == 409  # no stored image
+    given = roles_client.post(url + "/feedback", json={"label": "mer"}, headers={"X-API-Key": one})
+    assert given.status_code == 200 and given.json()["feedback_by"] == "eleve-01"
+    assert (
+        roles_client.post(url + "/feedback", json={"label": "forêt"}, headers={"X-API-Key": ADMIN}).status_code == 200
+    )
+    assert _french(roles_client.delete(url, headers={"X-API-Key": one}), 403)
+    assert roles_client.delete(url, headers={"X-API-Key": ADMIN}).status_code == 200

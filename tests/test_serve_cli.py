@@ -71,6 +71,8 @@ def served(saved_model, tmp_path):
         "gestion-de-test",
         "--db",
         str(tmp_path / "historique.sqlite3"),
+        "--store-images",
+        str(tmp_path / "images"),
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -111,8 +113,17 @@ def test_serve_health_predict_and_stop(served, tmp_path):
         raw.sendall(b"N'IMPORTE QUOI\r\n\r\n")
         answer = raw.recv(65536)
     assert answer.startswith(b"HTTP/1.1 400") and "Requête HTTP invalide".encode() in answer
-    # the history went to --db
+    # the history went to --db, the image to --store-images, so the prediction can be explained later
     assert (tmp_path / "historique.sqlite3").exists()
+    assert [p.suffix for p in (tmp_path / "images").iterdir()] == [".jpg"]
+    explained = requests.get(
+        f"{url}/predictions/{body['prediction_id']}/explanation",
+        params={"format": "png"},
+        headers={"X-API-Key": "secret-de-test"},
+        timeout=60,
+    )
+    assert explained.status_code == 200 and explained.content.startswith(b"\x89PNG")
+    assert explained.headers["X-Model-Version"] == metadata["version"]
     out = stop(process)
     assert process.returncode == 0, out
     assert f"API de l'atelier en marche sur {url}" in out

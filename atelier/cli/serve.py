@@ -86,6 +86,15 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
         "« :memory: » pour le garder en mémoire)",
     )
     parser.add_argument(
+        "--store-images",
+        type=Path,
+        default=None,
+        metavar="DOSSIER",
+        help="garder les images reçues dans DOSSIER, sous <sha256>.<ext> (défaut : $ATELIER_STORE_IMAGES ou "
+        "aucune) ; elles suivent la rétention de l'historique et DELETE /predictions/{id} les efface ; "
+        "nécessaire pour GET /predictions/{id}/explanation et le réentraînement",
+    )
+    parser.add_argument(
         "--no-access-log", dest="access_log", action="store_false", help="ne pas écrire une ligne par requête"
     )
 
@@ -169,6 +178,8 @@ def _export_settings(args: argparse.Namespace, model_dir: Path | None, model: Pa
         os.environ["ATELIER_ADMIN_KEY"] = args.admin_key
     if args.keys_file is not None:
         os.environ["ATELIER_KEYS_FILE"] = str(Path(args.keys_file).expanduser().resolve())
+    if args.store_images is not None:
+        os.environ["ATELIER_STORE_IMAGES"] = str(Path(args.store_images).expanduser().resolve())
     if args.db is not None:
         db = str(args.db)
         os.environ["ATELIER_DB"] = db if db == ":memory:" else str(Path(db).expanduser().resolve())
