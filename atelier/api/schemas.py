@@ -8,12 +8,21 @@ réalité ne peuvent pas diverger.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..history import MAX_COMMENT_CHARS
+from ..labels import CLASSES
 from ..model_io import METADATA_FORMAT
+
+#: Largest prediction number (SQLite's INTEGER is 64-bit: a larger number would overflow, a 500).
+MAX_PREDICTION_ID = 2**63 - 1
+#: The ``{prediction_id}`` of the history routes.
+PredictionId = Annotated[
+    int, Path(ge=1, le=MAX_PREDICTION_ID, description="Le numéro de la prédiction (prediction_id).")
+]
 
 
 class _Strict(BaseModel):
@@ -124,6 +133,8 @@ class FeedbackIn(_Strict):
     label: str = Field(
         description="La vraie classe de l'image : forêt, mer, désert ou nuageux (la classe prédite si c'est juste).",
         examples=["forêt"],
+        # Documented as an enum; checked by History.set_feedback, whose 422 lists the classes in French.
+        json_schema_extra={"enum": list(CLASSES)},
     )
     comment: str | None = Field(
         default=None,

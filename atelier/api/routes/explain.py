@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Path, Query, Request, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -14,7 +14,7 @@ from ...preprocessing import ImageError
 from ..access import refuse_if_not_own
 from ..errors import documented, error_response, image_error_status
 from ..response_headers import MODEL_VERSION_HEADER
-from ..schemas import ExplanationOut
+from ..schemas import ExplanationOut, PredictionId
 from ..state import ApiState, AppState
 
 router = APIRouter(tags=["explication"])
@@ -111,7 +111,7 @@ async def explain(
 async def prediction_explanation(
     request: Request,
     state: AppState,
-    prediction_id: Annotated[int, Path(ge=1, description="Le numéro de la prédiction (prediction_id).")],
+    prediction_id: PredictionId,
     format: Format = "json",
 ) -> Response:
     row = await run_in_threadpool(state.history.get, prediction_id)

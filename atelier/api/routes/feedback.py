@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from ...history import FeedbackError, UnknownPredictionError
 from ...image_store import find_image
 from ..access import refuse_if_not_own
 from ..errors import documented, error_response
-from ..schemas import FeedbackIn, FeedbackOut
+from ..schemas import FeedbackIn, FeedbackOut, PredictionId
 from ..state import ApiState, AppState
 
 router = APIRouter(tags=["explication"])
@@ -47,7 +47,7 @@ def _store_feedback(state: ApiState, prediction_id: int, body: FeedbackIn, by: s
 async def feedback(
     state: AppState,
     request: Request,
-    prediction_id: Annotated[int, Path(ge=1, description="Le numéro de la prédiction (prediction_id).")],
+    prediction_id: PredictionId,
     body: FeedbackIn,
 ) -> Any:
     by = getattr(request.state, "key_label", None)  # set by the API-key middleware when keys have names

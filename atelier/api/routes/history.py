@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from ...image_store import find_image
 from ..access import own_label
 from ..errors import documented, error_response
-from ..schemas import DeletedOut, HistoryOut
+from ..schemas import DeletedOut, HistoryOut, PredictionId
 from ..state import ApiState, AppState
 
 router = APIRouter(tags=["prédiction"])
+
+#: Largest offset accepted (SQLite's OFFSET is a 64-bit integer: a larger one would overflow, a 500).
+MAX_OFFSET = 1_000_000_000
 
 
 @router.get(
@@ -34,7 +37,14 @@ async def predictions(
     request: Request,
     state: AppState,
     limit: Annotated[int, Query(ge=1, le=500, description="Nombre de prédictions par page (1 à 500).")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Nombre de prédictions à sauter (0 pour la plus récente).")] = 0,
+    offset: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_OFFSET,
+            description="Nombre de prédictions à sauter (0 pour la plus récente ; au plus 1 000 000 000).",
+        ),
+    ] = 0,
     feedback: Annotated[
         Literal["wrong", "right", "none"] | None,
         Query(description="Filtrer sur le retour : `wrong` (faux), `right` (juste) ou `none` (sans retour)."),
@@ -71,7 +81,7 @@ def _delete(state: ApiState, prediction_id: int) -> dict[str, Any] | None:
 )
 async def delete_prediction(
     state: AppState,
-    prediction_id: Annotated[int, Path(ge=1, description="Le numéro de la prédiction (prediction_id).")],
+    prediction_id: PredictionId,
 ) -> Any:
     deleted = await run_in_threadpool(_delete, state, prediction_id)
     if deleted is None:
