@@ -193,9 +193,9 @@ def test_openapi_documents_the_new_routes(stored):
     paths = client.get("/openapi.json").json()["paths"]
     expected = {
         ("/explain", "post"): {"200", "400", "401", "413", "415", "422", "503"},
-        ("/predictions/{prediction_id}/explanation", "get"): {"200", "401", "404", "409", "422", "503"},
-        ("/predictions/{prediction_id}/feedback", "post"): {"200", "401", "404", "422"},
-        ("/predictions/{prediction_id}", "delete"): {"200", "401", "404", "422"},
+        ("/predictions/{prediction_id}/explanation", "get"): {"200", "401", "403", "404", "409", "422", "503"},
+        ("/predictions/{prediction_id}/feedback", "post"): {"200", "401", "403", "404", "422"},
+        ("/predictions/{prediction_id}", "delete"): {"200", "401", "403", "404", "422"},
         ("/predictions", "get"): {"200", "401", "422"},
     }
     for (path, method), statuses in expected.items():

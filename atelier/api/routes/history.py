@@ -77,7 +77,9 @@ def _delete(state: ApiState, prediction_id: int) -> dict[str, Any] | None:
         "Exemple : `curl -X DELETE http://127.0.0.1:8000/predictions/42`"
     ),
     response_model=DeletedOut,
-    responses=documented({404: "Aucune prédiction n'a ce numéro.", 422: "Numéro de prédiction invalide."}),
+    responses=documented(
+        {404: "Aucune prédiction n'a ce numéro.", 422: "Numéro de prédiction invalide."}, management=True
+    ),
 )
 async def delete_prediction(
     state: AppState,
