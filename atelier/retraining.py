@@ -4,8 +4,8 @@ La boucle : l'API garde les images reçues (``--store-images``), les utilisateur
 juste ou la corrigent (``POST /predictions/{id}/feedback``), puis :func:`retrain` **affine** le modèle sur ces
 images étiquetées par des humains :
 
-- chaque lot mélange les corrections (30 %), les réponses confirmées (20 %) et un **échantillon de rappel** du
-  jeu d'entraînement d'origine (*replay*, 50 %) : sans lui, le réseau oublierait ce qu'il savait des classes
+- chaque lot mélange les corrections (20 %), les réponses confirmées (20 %) et un **échantillon de rappel** du
+  jeu d'entraînement d'origine (*replay*, 60 %) : sans lui, le réseau oublierait ce qu'il savait des classes
   absentes des corrections ;
 - pas faible (:data:`LEARNING_RATE`), peu de pas (:data:`STEPS`), normalisations par lot gelées : on ajuste le
   modèle, on ne le réapprend pas ; quelques secondes sur un processeur ;
@@ -47,14 +47,15 @@ HELD_OUT_TOLERANCE = 1
 #: Optimisation steps of the fine-tuning (batches of :data:`BATCH_SIZE`).
 STEPS = 40
 BATCH_SIZE = 32
-#: Adam's step for fine-tuning: ten times smaller than training's (3e-3), so that the model is adjusted.
-LEARNING_RATE = 3e-4
+#: Adam's step for fine-tuning: thirty times smaller than training's (3e-3), so that the model is adjusted, not
+#: retrained (measured on the chapter 7 loop: at 3e-4, the held-out set lost up to 4 images depending on the seed).
+LEARNING_RATE = 1e-4
 #: Replay sample: images of the original training split, per class.
 REPLAY_PER_CLASS = 64
 #: Share of each batch drawn from the corrections, the confirmations and the replay sample. The corrections are
 #: what the model has to learn, so they weigh more than their number (a few among many confirmations); without
 #: confirmations, their share goes to the corrections.
-SHARES = {"corrections": 0.3, "confirmations": 0.2, "replay": 0.5}
+SHARES = {"corrections": 0.2, "confirmations": 0.2, "replay": 0.6}
 
 
 class RetrainingError(ValueError):
@@ -165,9 +166,7 @@ def _without(dataset: ImageDataset, digests: set[str]) -> ImageDataset:
 def _replay_sample(train: ImageDataset, per_class: int, seed: int) -> ImageDataset:
     """Up to ``per_class`` images of each class of ``train``, drawn with ``seed``."""
     rng = np.random.default_rng(seed)
-    chosen = [
-        rng.permutation(np.flatnonzero(train.labels == k))[:per_class] for k in range(len(train.classes))
-    ]
+    chosen = [rng.permutation(np.flatnonzero(train.labels == k))[:per_class] for k in range(len(train.classes))]
     return train.subset(np.sort(np.concatenate(chosen)))
 
 
@@ -187,8 +186,16 @@ def _all_layers(model) -> list[Any]:
     return found
 
 
-def _fine_tune(model, parts: list[tuple[np.ndarray, np.ndarray, float]], *, steps: int, learning_rate: float,
-               batch_size: int, seed: int, verbose: int | str) -> float:
+def _fine_tune(
+    model,
+    parts: list[tuple[np.ndarray, np.ndarray, float]],
+    *,
+    steps: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+    verbose: int | str,
+) -> float:
     """Fine-tune ``model`` in place on batches drawn from ``parts`` ``(images, labels, share)``; returns the seconds."""
     import keras
     import tensorflow as tf
@@ -247,64 +254,34 @@ def retrain(
     """
     from .training import set_seed
 
-    corrections = [item for item in feedback if item.is_correction]
-    report: dict[str, Any] = {
-        "accepted": False,
-        "reason": None,
-        "n_feedback": len(feedback),
-        "n_corrections": len(corrections),
-        "n_confirmations": len(feedback) - len(corrections),
-        "min_corrections": min_corrections,
-    }
-    if len(corrections) < min_corrections:
-        raise RetrainingError(
-            f"Trop peu de corrections pour réentraîner : {len(corrections)} (il en faut au moins "
-            f"{min_corrections}). Avec si peu d'images, l'affinage apprendrait surtout ces images-là et la "
-            "mesure des cas corrigés ne voudrait rien dire : corrigez d'autres réponses fausses, puis recommencez.",
-            {**report, "reason": "trop peu de corrections"},
-        )
+    report = _count(feedback, min_corrections)
     set_seed(seed)
     info = load_model(model_path)
-    classes = info.classes
-    try:
-        images = np.stack([load_image(item.path, info.image_size) for item in feedback])
-    except (ImageError, OSError) as error:
-        raise RetrainingError(f"Image annotée illisible : {error}") from None
-    labels = np.asarray([classes.index(item.label) for item in feedback], dtype=np.int32)
-    splits = split_dataset(load_dataset(data_dir, image_size=info.image_size, classes=classes), seed=split_seed)
+    images, labels, is_correction = _annotated_arrays(feedback, info.classes, info.image_size)
+    splits = split_dataset(load_dataset(data_dir, image_size=info.image_size, classes=info.classes), seed=split_seed)
     annotated = {_digest(image) for image in images}
     held_out = _without(splits.test, annotated)  # an annotated image never counts as "held out"
     replay = _replay_sample(_without(splits.train, annotated), replay_per_class, seed)
-    is_correction = np.asarray([item.is_correction for item in feedback])
     old_held_out = _correct(info.model, held_out.images, held_out.labels)
     old_corrected = _correct(info.model, images[is_correction], labels[is_correction])
-    confirmed = ~is_correction
-    parts = [(images[is_correction], labels[is_correction], SHARES["corrections"])]
-    if confirmed.any():
-        parts.append((images[confirmed], labels[confirmed], SHARES["confirmations"]))
-    else:
-        parts[0] = (*parts[0][:2], SHARES["corrections"] + SHARES["confirmations"])
-    parts.append((replay.images, replay.labels, SHARES["replay"]))
-    seconds = _fine_tune(info.model, parts, steps=steps, learning_rate=learning_rate, batch_size=batch_size,
-                         seed=seed, verbose=verbose)
+    seconds = _fine_tune(
+        info.model,
+        _mix(images, labels, is_correction, replay),
+        steps=steps,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        seed=seed,
+        verbose=verbose,
+    )
     new_held_out = _correct(info.model, held_out.images, held_out.labels)
     new_corrected = _correct(info.model, images[is_correction], labels[is_correction])
-    lost = int(old_held_out.sum() - new_held_out.sum())
     report.update(
         parent_version=info.version,
         parent_source_version=info.metadata.get("source_version", info.version),
         feedback_ids=[item.prediction_id for item in feedback],
-        held_out={
-            "n": len(held_out),
-            "old_accuracy": _accuracy(old_held_out),
-            "new_accuracy": _accuracy(new_held_out),
-            "old_correct": int(old_held_out.sum()),
-            "new_correct": int(new_held_out.sum()),
-            "broken": int((old_held_out & ~new_held_out).sum()),
-            "fixed": int((~old_held_out & new_held_out).sum()),
-        },
+        held_out=_compare(old_held_out, new_held_out),
         corrected={
-            "n": len(corrections),
+            "n": int(is_correction.sum()),
             "old_accuracy": _accuracy(old_corrected),
             "new_accuracy": _accuracy(new_corrected),
         },
@@ -316,7 +293,7 @@ def retrain(
         training_seconds=round(seconds, 2),
         data_source=splits.test.source,
     )
-    if lost > tolerance:
+    if int(old_held_out.sum() - new_held_out.sum()) > tolerance:
         report["reason"] = (
             f"moins bon sur le jeu tenu à l'écart : {report['held_out']['new_correct']} images bien classées sur "
             f"{len(held_out)} au lieu de {report['held_out']['old_correct']} (tolérance : {tolerance})"
@@ -330,6 +307,63 @@ def retrain(
     return RetrainingResult(info.model, report, metadata)
 
 
+def _count(feedback: Sequence[Feedback], min_corrections: int) -> dict[str, Any]:
+    """The start of the report (counts); a RetrainingError if there are fewer than ``min_corrections``."""
+    corrections = sum(item.is_correction for item in feedback)
+    report: dict[str, Any] = {
+        "accepted": False,
+        "reason": None,
+        "n_feedback": len(feedback),
+        "n_corrections": corrections,
+        "n_confirmations": len(feedback) - corrections,
+        "min_corrections": min_corrections,
+    }
+    if corrections < min_corrections:
+        raise RetrainingError(
+            f"Trop peu de corrections pour réentraîner : {corrections} (il en faut au moins "
+            f"{min_corrections}). Avec si peu d'images, l'affinage apprendrait surtout ces images-là et la "
+            "mesure des cas corrigés ne voudrait rien dire : corrigez d'autres réponses fausses, puis recommencez.",
+            {**report, "reason": "trop peu de corrections"},
+        )
+    return report
+
+
+def _annotated_arrays(feedback: Sequence[Feedback], classes: list[str], image_size: int):
+    """Images (the training preprocessing), label indices and « is a correction » flags of ``feedback``."""
+    try:
+        images = np.stack([load_image(item.path, image_size) for item in feedback])
+    except (ImageError, OSError) as error:
+        raise RetrainingError(f"Image annotée illisible : {error}") from None
+    labels = np.asarray([classes.index(item.label) for item in feedback], dtype=np.int32)
+    return images, labels, np.asarray([item.is_correction for item in feedback])
+
+
+def _mix(images, labels, is_correction, replay: ImageDataset) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """The parts of each batch (see :data:`SHARES`): corrections, confirmations (if any), replay."""
+    confirmed = ~is_correction
+    if not confirmed.any():
+        share = SHARES["corrections"] + SHARES["confirmations"]
+        return [(images, labels, share), (replay.images, replay.labels, SHARES["replay"])]
+    return [
+        (images[is_correction], labels[is_correction], SHARES["corrections"]),
+        (images[confirmed], labels[confirmed], SHARES["confirmations"]),
+        (replay.images, replay.labels, SHARES["replay"]),
+    ]
+
+
+def _compare(old: np.ndarray, new: np.ndarray) -> dict[str, Any]:
+    """Old vs new model on the same images (booleans: right or not)."""
+    return {
+        "n": len(old),
+        "old_accuracy": _accuracy(old),
+        "new_accuracy": _accuracy(new),
+        "old_correct": int(old.sum()),
+        "new_correct": int(new.sum()),
+        "broken": int((old & ~new).sum()),
+        "fixed": int((~old & new).sum()),
+    }
+
+
 def _save(info, out: str | Path, report: dict[str, Any]) -> dict[str, Any]:
     """Write the fine-tuned model with metadata naming its parent and the feedback it learnt from."""
     held_out = report["held_out"]
@@ -341,8 +375,19 @@ def _save(info, out: str | Path, report: dict[str, Any]) -> dict[str, Any]:
     }
     retraining = {
         key: report[key]
-        for key in ("feedback_ids", "n_corrections", "n_confirmations", "replay", "steps", "learning_rate", "seed",
-                    "tolerance", "held_out", "corrected", "training_seconds")
+        for key in (
+            "feedback_ids",
+            "n_corrections",
+            "n_confirmations",
+            "replay",
+            "steps",
+            "learning_rate",
+            "seed",
+            "tolerance",
+            "held_out",
+            "corrected",
+            "training_seconds",
+        )
     }
     extra = {
         "parent": {
@@ -354,5 +399,6 @@ def _save(info, out: str | Path, report: dict[str, Any]) -> dict[str, Any]:
     }
     if "backbone" in info.metadata:
         extra["backbone"] = info.metadata["backbone"]
-    return save_model(info.model, out, classes=info.classes, data_source=report["data_source"], metrics=metrics,
-                      extra=extra)
+    return save_model(
+        info.model, out, classes=info.classes, data_source=report["data_source"], metrics=metrics, extra=extra
+    )

@@ -71,8 +71,11 @@ def test_honest_corrections_are_kept_with_parent_and_feedback_ids(world, tmp_pat
     assert report["n_corrections"] == 8 and report["corrected"]["n"] == 8
     metadata = read_metadata(out)
     parent = read_metadata(world["parent"])
-    assert metadata["parent"] == {"version": parent["version"], "source_version": parent["version"],
-                                  "sha256": parent["sha256"]}
+    assert metadata["parent"] == {
+        "version": parent["version"],
+        "source_version": parent["version"],
+        "sha256": parent["sha256"],
+    }
     assert metadata["retraining"]["feedback_ids"] == list(range(10, 18))
     assert metadata["metrics"]["test_accuracy"] == report["held_out"]["new_accuracy"]
     assert metadata["version"] == report["version"] != parent["version"]
@@ -83,8 +86,11 @@ def test_honest_corrections_are_kept_with_parent_and_feedback_ids(world, tmp_pat
 def test_guard_refuses_a_model_made_worse_by_wrong_corrections(world, tmp_path):
     """Mistaken users: every image they « correct » gets the label « mer ». The fine-tuned model then answers
     « mer » for everything and loses held-out images: it is refused, nothing is written."""
-    feedback = [Feedback(i, path, "mer", label, "parent") for i, (path, label) in
-                enumerate(_train_images(world, 3)) if label != "mer"]
+    feedback = [
+        Feedback(i, path, "mer", label, "parent")
+        for i, (path, label) in enumerate(_train_images(world, 3))
+        if label != "mer"
+    ]
     out = tmp_path / "v2.keras"
     result = retrain(world["parent"], feedback, out, data_dir=world["data"], steps=40, learning_rate=0.05)
     held_out = result.report["held_out"]
@@ -118,8 +124,17 @@ def test_cli_says_in_french_that_the_history_is_missing(tmp_path, capsys):
 
     model = save_tiny(tmp_path / "m.keras")
     (tmp_path / "images").mkdir()
-    code, out, err = _cli(capsys, "--model", model, "--db", tmp_path / "absente.sqlite3", "--images",
-                          tmp_path / "images", "--out", tmp_path / "v2.keras")
+    code, out, err = _cli(
+        capsys,
+        "--model",
+        model,
+        "--db",
+        tmp_path / "absente.sqlite3",
+        "--images",
+        tmp_path / "images",
+        "--out",
+        tmp_path / "v2.keras",
+    )
     assert code == 2 and "Historique introuvable" in err and "absente.sqlite3" in err
     assert json.loads(out.strip().splitlines()[-1])["published_version"] is None
     assert not (tmp_path / "v2.keras").exists()
@@ -131,8 +146,9 @@ def test_cli_says_in_french_that_the_images_folder_is_missing(tmp_path, capsys):
     model = save_tiny(tmp_path / "m.keras")
     db = tmp_path / "h.sqlite3"
     db.write_bytes(b"")
-    code, _, err = _cli(capsys, "--model", model, "--db", db, "--images", tmp_path / "rien", "--out",
-                        tmp_path / "v2.keras")
+    code, _, err = _cli(
+        capsys, "--model", model, "--db", db, "--images", tmp_path / "rien", "--out", tmp_path / "v2.keras"
+    )
     assert code == 2 and "Dossier d'images introuvable" in err and "--store-images" in err
 
 
@@ -153,3 +169,96 @@ def test_cli_rejects_bad_options_in_french(tmp_path, capsys, options, fragment):
     base.update(dict(zip(options[::2], options[1::2], strict=True)))
     code, _, err = _cli(capsys, *[item for pair in base.items() for item in pair])
     assert code == 2 and fragment in err
+
+
+def _history_with_feedback(root, items, *, unstored=()):
+    """A server's history and image folder: each (path, label) predicted as another class, then corrected."""
+    import hashlib
+
+    from atelier.history import History
+    from atelier.image_store import store_image
+
+    db, images = root / "historique.sqlite3", root / "images-recues"
+    images.mkdir(exist_ok=True)
+    history = History(db)
+    ids = []
+    for path, label in [*items, *unstored]:
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if (path, label) not in unstored:
+            store_image(images, digest, data)
+        wrong = CLASSES[(CLASSES.index(label) + 1) % len(CLASSES)]
+        number = history.add(
+            label=wrong,
+            probabilities={wrong: 1.0},
+            model_version="1",
+            image_sha256=digest,
+            filename=path.name,
+            duration_ms=1.0,
+        )
+        history.set_feedback(number, label)
+        ids.append(number)
+    history.close()
+    return db, images, ids
+
+
+@pytest.mark.slow  # fine-tunes a (tiny) model and publishes it
+def test_cli_retrains_from_the_history_and_publishes(world, tmp_path, capsys):
+    from atelier.model_repository import ModelRepository
+
+    test = world["splits"].test
+    lost = (test.paths[0], test.classes[test.labels[0]])  # corrected, but its image is no longer kept
+    db, images, ids = _history_with_feedback(tmp_path, _train_images(world, 2), unstored=[lost])
+    no_image = ids.pop()
+    repo, out = tmp_path / "depot", tmp_path / "v2.keras"
+    code, stdout, err = _cli(
+        capsys,
+        "--model",
+        world["parent"],
+        "--db",
+        db,
+        "--images",
+        images,
+        "--out",
+        out,
+        "--data",
+        world["data"],
+        "--publish",
+        repo,
+        "--steps",
+        "10",
+        "--learning-rate",
+        "0.001",
+        "--min-accuracy",
+        "0",
+    )
+    assert code == 0, err
+    report = json.loads(stdout.strip().splitlines()[-1])
+    assert report["published_version"] == 1 and report["n_corrections"] == len(ids) == 8
+    assert report["feedback_ids"] == ids and report["accepted"] is True
+    assert "Jeu tenu à l'écart" in stdout and "Version 1 publiée" in stdout
+    published = read_metadata(ModelRepository(repo).model_file(1))
+    assert published["parent"]["version"] == read_metadata(world["parent"])["version"]
+    assert published["retraining"]["feedback_ids"] == ids
+    assert "(1 sans image" in stdout and no_image not in published["retraining"]["feedback_ids"]
+
+
+def test_cli_refuses_too_few_corrections_with_a_json_last_line(world, tmp_path, capsys):
+    db, images, _ = _history_with_feedback(tmp_path, _train_images(world, 1)[:2])
+    code, stdout, err = _cli(
+        capsys,
+        "--model",
+        world["parent"],
+        "--db",
+        db,
+        "--images",
+        images,
+        "--out",
+        tmp_path / "v2.keras",
+        "--data",
+        world["data"],
+    )
+    assert code == 2 and "Trop peu de corrections pour réentraîner : 2 (il en faut au moins 5)" in err
+    report = json.loads(stdout.strip().splitlines()[-1])
+    assert report["reason"] == "trop peu de corrections" and report["published_version"] is None
+    assert "2 prédictions annotées avec leur image" in stdout and not (tmp_path / "v2.keras").exists()

@@ -93,7 +93,7 @@ def _retrain_run(args: argparse.Namespace) -> dict[str, Any]:
     from ..retraining import RetrainingError, collect_feedback, retrain
 
     _check(args)
-    floor = min_accuracy(args) if args.publish is not None else None
+    floor = min_accuracy(args)  # checked before the (long) retraining
     try:
         found = collect_feedback(args.db, args.images, read_metadata(args.model)["classes"])
         print(

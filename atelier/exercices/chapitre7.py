@@ -15,7 +15,7 @@ NOTEBOOK = "07_boucle_retroaction.ipynb"
 
 def _rows() -> list[dict]:
     """History rows of three versions: 1 (10 rows, 6 annotated, 2 wrong), 2 (8, 4, 1 wrong), 3 (3, none annotated)."""
-    plan = {
+    plan: dict[str, list[str | None]] = {
         "1": ["forêt"] * 4 + ["mer"] * 2 + [None] * 4,  # user's label; the model answered « forêt » for all
         "2": ["forêt"] * 3 + ["nuageux"] + [None] * 4,
         "3": [None] * 3,
@@ -66,11 +66,6 @@ def ex1(error_rates):
     rates = {str(key): value for key, value in rates.items()}
     missing = sorted(set(EXPECTED_RATES) - set(rates))
     expect(not missing, f"il manque les versions {missing} : une clé par valeur de row['model_version'].")
-    if "3" in rates:
-        raise Wrong(
-            f"la version 3 reçoit le taux {rates['3']!r}, alors qu'aucune de ses réponses n'est annotée : son taux "
-            "d'erreur est inconnu (ni 0, ni 1). Ne gardez que les versions qui ont au moins une annotation."
-        )
     if _same(rates, {key: 100 * value for key, value in EXPECTED_RATES.items()}):
         raise Wrong("ce sont des pourcentages : un taux s'écrit entre 0 et 1 (0.25, pas 25).")
     if _same(rates, {"1": 2 / 10, "2": 1 / 8}):
@@ -84,12 +79,21 @@ def ex1(error_rates):
             "comptez que les lignes dont feedback_label n'est pas None."
         )
     if _same(rates, {key: 1 - value for key, value in EXPECTED_RATES.items()}):
-        raise Wrong("c'est la part des réponses **justes** : le taux d'erreur compte celles que l'utilisateur a corrigées.")
+        raise Wrong(
+            "c'est la part des réponses **justes** : le taux d'erreur compte celles que l'utilisateur a corrigées."
+        )
+    if "3" in rates:
+        raise Wrong(
+            f"la version 3 reçoit le taux {rates['3']!r}, alors qu'aucune de ses réponses n'est annotée : son taux "
+            "d'erreur est inconnu (ni 0, ni 1). Ne gardez que les versions qui ont au moins une annotation."
+        )
     for key, target in EXPECTED_RATES.items():
         if not _close(rates[key], target):
             raise Wrong(
                 f"version {key} : {rates[key]!r} au lieu de {target:.3f} (6 réponses annotées, dont 2 corrigées, "
-                "pour la version 1)." if key == "1" else f"version {key} : {rates[key]!r} au lieu de {target:.3f}."
+                "pour la version 1)."
+                if key == "1"
+                else f"version {key} : {rates[key]!r} au lieu de {target:.3f}."
             )
 
 
