@@ -13,13 +13,14 @@ from .core import CliError, Command
 from .dataset import DATA
 from .keys import KEYS
 from .repository import MODELS, PUBLISH
+from .retrain import RETRAIN
 from .serve import SERVE
 from .training import EVALUATE, TRAIN
 from .weights import WEIGHTS
 
 #: Every subcommand, by name, in the order of ``python -m atelier --help``.
 COMMANDS: dict[str, Command] = {
-    command.name: command for command in (DATA, TRAIN, EVALUATE, PUBLISH, MODELS, SERVE, KEYS, BENCH, WEIGHTS)
+    command.name: command for command in (DATA, TRAIN, EVALUATE, RETRAIN, PUBLISH, MODELS, SERVE, KEYS, BENCH, WEIGHTS)
 }
 
 
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         result = COMMANDS[args.command].run(args)
     except (CliError, DatasetError, ModelFileError, ImageError, ValueError) as exc:
         print(f"Erreur : {exc}", file=sys.stderr)
+        if isinstance(exc, CliError) and exc.result is not None:
+            _print_json(exc.result)  # what was measured before the refusal, still on the last line
         return EXIT_ERROR
     except OSError as exc:
         where = f" : {exc.filename}" if exc.filename else ""
