@@ -75,4 +75,3 @@ def test_an_epoch_has_exactly_the_planned_number_of_batches(small_dataset):
     assert int(pipeline.cardinality()) == 5
     epochs = [[int(images.shape[0]) for images, _ in pipeline] for _ in range(2)]
     assert epochs == [[32] * 5, [32] * 5]  # the 40 images are repeated, reshuffled, in full batches
-
