@@ -101,36 +101,34 @@ class Client:
         self.tally = Tally()
 
     async def one(self, scheduled: float) -> int:
-        """Une requête prévue à l'instant *scheduled* (horloge ``perf_counter``) ; son statut (0 : pas de réponse)."""
+        """Une requête prévue à l'instant *scheduled* (horloge ``perf_counter``) ; son statut (0 : pas de réponse).
+
+        Comme un vrai client (urllib3), une connexion persistante que le serveur a fermée entre-temps
+        (inactive depuis plus que son ``timeout_keep_alive``) n'est pas une erreur : la requête repart
+        une fois sur une nouvelle connexion.
+        """
         tally = self.tally
-        try:
-            if self.idle:
-                reader, writer = self.idle.pop()
-            elif tally.open_connections >= self.max_connections:
-                tally.errors += 1  # the client's own limit: counted, never waited for
-                tally.error_kinds["limite du client"] += 1
+        for attempt in (1, 2):
+            connection = await self._connection(fresh=attempt == 2)
+            if connection is None:
                 return 0
-            else:
-                tally.open_connections += 1
-                tally.peak_connections = max(tally.peak_connections, tally.open_connections)
-                reader, writer = await asyncio.open_connection(self.host, self.port)
-        except OSError as exc:
-            tally.open_connections -= 1
-            tally.errors += 1
-            tally.error_kinds[f"connexion : {type(exc).__name__}"] += 1
-            return 0
-        try:
-            writer.write(self.request)
-            status, head, body = await asyncio.wait_for(read_response(reader), self.timeout)
-        except asyncio.TimeoutError:
-            tally.hung += 1
-            self._close(writer)
-            return 0
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-            tally.errors += 1
-            tally.error_kinds[f"réponse : {type(exc).__name__}"] += 1
-            self._close(writer)
-            return 0
+            reader, writer, reused = connection
+            try:
+                writer.write(self.request)
+                status, head, body = await asyncio.wait_for(read_response(reader), self.timeout)
+            except asyncio.TimeoutError:
+                tally.hung += 1
+                self._close(writer)
+                return 0
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+                self._close(writer)
+                stale = reused and (not isinstance(exc, asyncio.IncompleteReadError) or not exc.partial)
+                if stale and attempt == 1:
+                    continue
+                tally.errors += 1
+                tally.error_kinds[f"réponse : {type(exc).__name__}"] += 1
+                return 0
+            break
         elapsed_ms = (time.perf_counter() - scheduled) * 1000
         self._count(status, head, body, elapsed_ms)
         if b"connection: close" in head.lower():
@@ -138,6 +136,29 @@ class Client:
         else:
             self.idle.append((reader, writer))
         return status
+
+    async def _connection(self, fresh: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool] | None:
+        """An idle connection (unless *fresh*) or a new one: ``(reader, writer, reused)``; None if none."""
+        tally = self.tally
+        while self.idle and not fresh:
+            reader, writer = self.idle.pop()
+            if not reader.at_eof():
+                return reader, writer, True
+            self._close(writer)  # closed by the server while idle
+        if tally.open_connections >= self.max_connections:
+            tally.errors += 1  # the client's own limit: counted, never waited for
+            tally.error_kinds["limite du client"] += 1
+            return None
+        tally.open_connections += 1
+        tally.peak_connections = max(tally.peak_connections, tally.open_connections)
+        try:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        except OSError as exc:
+            tally.open_connections -= 1
+            tally.errors += 1
+            tally.error_kinds[f"connexion : {type(exc).__name__}"] += 1
+            return None
+        return reader, writer, False
 
     def _count(self, status: int, head: bytes, body: bytes, elapsed_ms: float) -> None:
         tally = self.tally
