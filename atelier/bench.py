@@ -7,8 +7,10 @@ Mesure, en une seule exécution et sur la boucle locale (127.0.0.1) :
 2. l'**API naïve** des tutoriels (:mod:`atelier.naive_app`, ``model.predict`` à chaque requête) ;
 3. la **vraie API** : ``POST /predict`` de ``python -m atelier serve``,
 
-chacune à plusieurs niveaux de concurrence (1, 8 et 32 connexions par défaut). Les serveurs tournent
-dans des processus séparés du générateur de charge (pas de GIL partagé). Le générateur est ``wrk``
+chacune à plusieurs niveaux de concurrence (1, 8 et 32 connexions par défaut) ; puis 4. le coût d'une
+**explication** (``POST /explain?format=png`` : prédiction + Grad-CAM + PNG), à une connexion seulement
+puisque le serveur n'en calcule qu'une à la fois (ms par explication, comparées à une prédiction seule).
+Les serveurs tournent dans des processus séparés du générateur de charge (pas de GIL partagé). Le générateur est ``wrk``
 s'il est installé (paquet Debian/Ubuntu ``wrk``, Homebrew ``wrk``), sinon un client HTTP/1.1 en
 asyncio avec connexions persistantes, dont on mesure la charge processeur pour signaler s'il
 devient lui-même le facteur limitant.
@@ -44,6 +46,7 @@ TARGETS = {
     "ceiling": "plafond (GET /health)",
     "naive": "API naïve (model.predict)",
     "predict": "vraie API (POST /predict)",
+    "explain": "explication (POST /explain)",
 }
 
 
@@ -379,6 +382,23 @@ def untrained_model(workdir: Path) -> Path:
     return path
 
 
+def _serve_command(model_path: Path, port: int, workdir: Path) -> list[str]:
+    """``python -m atelier serve`` on *port*, history in *workdir*, no access log."""
+    return [
+        sys.executable,
+        "-m",
+        "atelier",
+        "serve",
+        "--model",
+        str(model_path),
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--db",
+        str(workdir / "historique.sqlite3"),
+    ]
+
+
 def _measure(generator, target: str, url: str, post: bool, connections: int, duration: float) -> Measure:
     raw = generator.run(url, post, connections, duration)
     seconds = raw["seconds"] or duration
@@ -423,12 +443,14 @@ def run_bench(
         log(f"Générateur de charge : {gen.name} ; {duration:g} s par mesure ; concurrences {connections}.")
         measures: list[Measure] = []
 
-        def series(target: str, server: ServerProcess, path: str, post: bool) -> None:
+        def series(
+            target: str, server: ServerProcess, path: str, post: bool, levels: Sequence[int] = connections
+        ) -> None:
             url = server.url + path
-            gen.run(url, post, max(connections), warmup)  # warm-up: compiled paths, thread pools, caches
+            gen.run(url, post, max(levels), warmup)  # warm-up: compiled paths, thread pools, caches
             server.wait_idle()
             previous_rps = 0.0
-            for c in connections:
+            for c in levels:
                 # A slow server answers c requests only every c / rps seconds: lengthen the window so
                 # that each connection completes several requests (else a 5 s run could count none).
                 seconds = duration
@@ -443,26 +465,10 @@ def run_bench(
         python = sys.executable
         real_port = free_port()
         log("Démarrage de la vraie API (python -m atelier serve)…")
-        with ServerProcess(
-            "api",
-            [
-                python,
-                "-m",
-                "atelier",
-                "serve",
-                "--model",
-                str(model_path),
-                "--port",
-                str(real_port),
-                "--no-access-log",
-                "--db",
-                str(workdir / "historique.sqlite3"),
-            ],
-            real_port,
-            workdir,
-        ) as real:
+        with ServerProcess("api", _serve_command(model_path, real_port, workdir), real_port, workdir) as real:
             series("ceiling", real, "/health", post=False)
             series("predict", real, "/predict", post=True)
+            series("explain", real, "/explain?format=png", post=True, levels=(1,))  # one at a time, by design
         naive_port = free_port()
         log("Démarrage de l'API naïve (atelier.naive_app)…")
         with ServerProcess(
@@ -487,6 +493,10 @@ def summarize(measures: list[Measure], *, generator: str, duration: float, model
     ratio_ceiling = predict.rps / ceiling.rps if ceiling.rps else 0.0
     ratio_naive = predict.rps / naive.rps if naive.rps else float("inf")
     cpu = [m.generator_cpu for m in measures if m.generator_cpu is not None]
+    explain = next((m for m in measures if m.target == "explain"), None)
+    alone = next(
+        (m for m in measures if explain and m.target == "predict" and m.connections == explain.connections), None
+    )
     summary: dict[str, Any] = {
         "ceiling_rps": round(ceiling.rps, 1),
         "naive_rps": round(naive.rps, 1),
@@ -496,6 +506,8 @@ def summarize(measures: list[Measure], *, generator: str, duration: float, model
         "connections": headline,
         "predict_vs_ceiling": round(ratio_ceiling, 3),
         "predict_vs_naive": round(ratio_naive, 1),
+        "explain_ms": round(explain.p50_ms, 1) if explain else None,
+        "explain_vs_predict": round(explain.p50_ms / alone.p50_ms, 1) if explain and alone and alone.p50_ms else None,
         "targets": {},
         "errors": sum(m.errors for m in measures),
         "generator": generator,
@@ -507,6 +519,15 @@ def summarize(measures: list[Measure], *, generator: str, duration: float, model
     }
     summary["targets"] = {objective.name: objective.met(summary[objective.value]) for objective in OBJECTIVES}
     return summary
+
+
+def _explain_sentence(summary: dict[str, Any]) -> list[str]:
+    """The explanation cost, in French (nothing if it was not measured)."""
+    if summary.get("explain_ms") is None:
+        return []
+    ratio = summary.get("explain_vs_predict")
+    versus = f", {decimal(ratio, 1)} fois une prédiction seule (p50 à 1 connexion)" if ratio else ""
+    return [f"Une explication (Grad-CAM, une à la fois) : {decimal(summary['explain_ms'], 1)} ms (p50){versus}."]
 
 
 def format_table(summary: dict[str, Any]) -> str:
@@ -542,6 +563,7 @@ def format_table(summary: dict[str, Any]) -> str:
     lines += [
         "",
         f"À {summary['connections']} connexions : {', '.join(sentences)}.",
+        *_explain_sentence(summary),
         f"Générateur : {summary['generator']} ; {summary['cpu_count']} cœurs ; {summary['duration_s']:g} s par mesure.",
     ]
     if summary["generator_max_cpu"] is not None and summary["generator_max_cpu"] > 0.8:

@@ -51,6 +51,17 @@ def test_summary_and_table_from_measures():
     )
     assert slow["targets"]["p99_ms <= 50"] is False and "(objectif ≤ 50,0 ms : non atteint)" in format_table(slow)
     json.dumps(summary)  # JSON-able
+    assert summary["explain_ms"] is None and "explication" not in table  # not measured: not invented
+
+    explained = summarize(
+        [*measures, Measure("explain", 1, 20.0, 48.0, 60.0, 100, 0)], generator="wrk", duration=5, model="m.keras"
+    )
+    assert explained["explain_ms"] == 48 and explained["explain_vs_predict"] == 24  # predict p50 at c=1: 2 ms
+    explained_table = format_table(explained)
+    assert "explication (POST /explain)" in explained_table
+    assert (
+        "Une explication (Grad-CAM, une à la fois) : 48,0 ms (p50), 24,0 fois une prédiction seule" in explained_table
+    )
 
 
 @pytest.mark.slow
@@ -89,6 +100,8 @@ def test_bench_smoke_run(saved_model, generator):
     assert "cible" in table and "req/s" in table and "p99 (ms)" in table
     for label in ("plafond (GET /health)", "API naïve (model.predict)", "vraie API (POST /predict)"):
         assert table.count(label) == 2, label  # one row per concurrency level
+    assert table.count("explication (POST /explain)") == 1  # one level: explanations run one at a time
+    assert summary["explain_ms"] > 0 and summary["explain_vs_predict"] > 0
     assert "Traceback" not in result.stderr
 
 
