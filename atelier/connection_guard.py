@@ -104,6 +104,7 @@ class _Guard:
     """
 
     limits: ConnectionLimits = ConnectionLimits()
+    app: Any  # uvicorn's protocols read the application from self.app for each request
     # set by connection_made (declared here for the type checker)
     _guard_timer: asyncio.TimerHandle | None
     _guard_cycle: Any
