@@ -18,6 +18,7 @@ from ..model_follower import ModelFollower
 from ..security import API_KEY_HEADER, ApiKeyMiddleware, BodySizeLimitMiddleware
 from . import openapi
 from .errors import install_error_handlers
+from .fast_predict import FastPredictMiddleware
 from .routes import history, model, predict, repository, web
 from .settings import ApiSettings
 from .state import ApiState
@@ -69,6 +70,8 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
         if state.follower is not None:
             state.follower.stop()
         history_store.stop_retention()
+        history_store.stop_writer()  # every answered prediction is in the base before the process ends
+        state.close_decoder()
         if state.predictor is not None:
             state.predictor.close()  # stops the batching thread (restarted on demand if the app is reused)
         metrics.mark_process_dead()
@@ -135,6 +138,8 @@ def create_app_from_env() -> FastAPI:
 
 
 def _add_middlewares(app: FastAPI, settings: ApiSettings, state: ApiState, paths: set[str]) -> None:
+    # Innermost: the usual POST /predict form skips FastAPI's routing, under every other middleware.
+    app.add_middleware(FastPredictMiddleware, state=state)
     app.add_middleware(ModelVersionHeaderMiddleware, current_version=lambda: state.served_version)
     app.add_middleware(
         BodySizeLimitMiddleware,
