@@ -64,7 +64,16 @@ def served(saved_model, tmp_path):
     """``python -m atelier serve`` on a free port, with an API key and a temporary history."""
     path, metadata = saved_model
     port = free_port()
-    process = start_serve(path, port, "--api-key", "secret-de-test", "--db", str(tmp_path / "historique.sqlite3"))
+    process = start_serve(
+        path,
+        port,
+        "--api-key",
+        "secret-de-test",
+        "--db",
+        str(tmp_path / "historique.sqlite3"),
+        "--store-images",
+        str(tmp_path / "images"),
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         health = wait_health(url, process)
@@ -96,8 +105,17 @@ def test_serve_health_predict_and_stop(served, tmp_path):
     # the key given on the command line is enforced
     refused = requests.post(url + "/predict", files={"file": ("tuile.jpg", image, "image/jpeg")}, timeout=30)
     assert refused.status_code == 401 and refused.json()["detail"]
-    # the history went to --db
+    # the history went to --db, the image to --store-images, so the prediction can be explained later
     assert (tmp_path / "historique.sqlite3").exists()
+    assert [p.suffix for p in (tmp_path / "images").iterdir()] == [".jpg"]
+    explained = requests.get(
+        f"{url}/predictions/{body['prediction_id']}/explanation",
+        params={"format": "png"},
+        headers={"X-API-Key": "secret-de-test"},
+        timeout=60,
+    )
+    assert explained.status_code == 200 and explained.content.startswith(b"\x89PNG")
+    assert explained.headers["X-Model-Version"] == metadata["version"]
     out = stop(process)
     assert process.returncode == 0, out
     assert f"API de l'atelier en marche sur {url}" in out

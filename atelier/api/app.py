@@ -18,14 +18,25 @@ from ..model_follower import ModelFollower
 from ..security import API_KEY_HEADER, ApiKeyMiddleware, BodySizeLimitMiddleware
 from . import openapi
 from .errors import install_error_handlers
+from .explanation_pool import ExplanationPool
 from .fast_predict import FastPredictMiddleware
-from .routes import history, model, predict, repository, web
+from .routes import explain, feedback, history, model, predict, repository, web
 from .settings import ApiSettings
 from .state import ApiState
 from .version_header import ModelVersionHeaderMiddleware
 
 #: Seconds between two applications of the history retention (and once at start-up).
 RETENTION_INTERVAL_S = 60.0
+#: The routers, one per concern, in the order of /docs.
+ROUTERS = (
+    web.router,
+    model.router,
+    repository.router,
+    predict.router,
+    history.router,
+    explain.router,
+    feedback.router,
+)
 
 
 def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides: Any) -> FastAPI:
@@ -44,8 +55,8 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
         settings = settings.replace(**overrides)
     else:
         settings = ApiSettings.from_values(settings, **overrides)
-    history_store = History(settings.db_path, retention_days=settings.history_days, max_rows=settings.history_max_rows)
-    state = ApiState(settings=settings, predictor=None, history=history_store)
+    state = _new_state(settings)
+    history_store = state.history
     if settings.model_dir is not None:
         state.follower = _follow_repository(state)
     else:
@@ -72,6 +83,7 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
         history_store.stop_retention()
         history_store.stop_writer()  # every answered prediction is in the base before the process ends
         state.close_decoder()
+        state.explanations.close()
         if state.predictor is not None:
             state.predictor.close()  # stops the batching thread (restarted on demand if the app is reused)
         metrics.mark_process_dead()
@@ -87,15 +99,30 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
     )
     app.state.atelier = state
     install_error_handlers(app)
-    routers = (web.router, model.router, repository.router, predict.router, history.router)
-    for router in routers:
+    for router in ROUTERS:
         app.include_router(router)
     web.mount_static(app)
     paths = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
-    paths.update(getattr(route, "path", "") for router in routers for route in router.routes)
+    paths.update(getattr(route, "path", "") for router in ROUTERS for route in router.routes)
     _add_middlewares(app, settings, state, paths)
     openapi.install_openapi(app, protected=bool(settings.api_key))
     return app
+
+
+def _new_state(settings: ApiSettings) -> ApiState:
+    """The state without its predictor yet: history (images follow its retention) and explanation pool."""
+    history_store = History(
+        settings.db_path,
+        retention_days=settings.history_days,
+        max_rows=settings.history_max_rows,
+        images_dir=settings.store_images_dir,
+    )
+    return ApiState(
+        settings=settings,
+        predictor=None,
+        history=history_store,
+        explanations=ExplanationPool(settings.max_explanations_waiting),
+    )
 
 
 def _observed(predictor: Predictor) -> Predictor:

@@ -22,6 +22,7 @@ from ..history import DEFAULT_MAX_ROWS, DEFAULT_RETENTION_DAYS
 from ..inference import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUED
 from ..model_repository import DEFAULT_MIN_ACCURACY, DEFAULT_POLL_SECONDS
 from ..preprocessing import ALLOWED_FORMATS, MAX_PIXELS
+from .explanation_pool import DEFAULT_MAX_WAITING
 
 _MIB = 1024 * 1024
 
@@ -227,6 +228,16 @@ class ApiSettings:
             doc="si donné, les images reçues y sont copiées sous le nom <sha256>.<ext>",
             env="ATELIER_STORE_IMAGES",
             parse=_path,
+        ),
+    )
+    max_explanations_waiting: int = field(
+        default=DEFAULT_MAX_WAITING,
+        metadata=_spec(
+            doc="explications (Grad-CAM) en attente au-delà desquelles /explain répond 503 ; elles sont calculées "
+            "une à la fois, dans leur propre fil, sans ralentir /predict",
+            env="ATELIER_MAX_EXPLAIN_QUEUE",
+            parse=_number(int),
+            check=_non_negative_int,
         ),
     )
     cors_origins: tuple[str, ...] = field(

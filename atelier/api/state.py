@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +21,14 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from .. import metrics
+from ..explanation import Explanation, explain_image
 from ..history import History
+from ..image_store import store_image
 from ..inference import LoopTarget, Prediction, Predictor, PredictorUnavailableError, deliver
 from ..model_follower import ModelFollower
 from ..model_io import ModelFileError
 from ..preprocessing import load_image
+from .explanation_pool import ExplanationPool
 from .settings import ApiSettings
 
 #: Threads that decode uploaded images. As many as cores: the decoding itself is C (Pillow), and the
@@ -50,6 +52,7 @@ class ApiState:
     predictor: Predictor | None
     history: History
     follower: ModelFollower | None = None
+    explanations: ExplanationPool = field(default_factory=ExplanationPool)
     _decode_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def serving_predictor(self) -> Predictor:
@@ -105,11 +108,8 @@ class ApiState:
 
     def _decode_and_submit(self, predictor: Predictor, data: bytes, target: LoopTarget) -> None:
         """In a decoding thread: the image → the batcher; an image error goes back to the waiting request."""
-        settings = self.settings
         try:
-            image = load_image(
-                data, predictor.current.image_size, max_pixels=settings.max_pixels, formats=settings.formats
-            )
+            image = self._decode(data, predictor.current.image_size)
         except Exception as exc:
             deliver([(target, exc)])
             return
@@ -117,22 +117,24 @@ class ApiState:
 
     def _record(self, prediction: Prediction, data: bytes, filename: str | None, start: float) -> dict[str, Any]:
         """The history row (written behind, its id valid at once) and the JSON answer."""
+        settings = self.settings
         probabilities = prediction.as_dict()
         label = prediction.label
-        digest = None
-        if self.settings.store_images_dir is not None:  # the file is named by its hash: needed now
-            digest = hashlib.sha256(data).hexdigest()
-            store_image(self.settings.store_images_dir, digest, data)
+        # The hash is the writer thread's job, unless the image is kept (its file is named by the hash).
+        digest = None if settings.store_images_dir is None else hashlib.sha256(data).hexdigest()
         duration_ms = (time.perf_counter() - start) * 1000
         prediction_id = self.history.add(
             label=label,
             probabilities=probabilities,
             model_version=prediction.model_version,
             image_sha256=digest,
-            image=None if digest is not None else data,
+            image=data if digest is None else None,
             filename=filename,
             duration_ms=duration_ms,
         )
+        if settings.store_images_dir is not None and digest is not None:
+            # After the row: the retention never sees this image without a row that refers to it.
+            store_image(settings.store_images_dir, digest, data)
         return {
             "label": label,
             "probabilities": probabilities,
@@ -142,6 +144,19 @@ class ApiState:
             "duration_ms": round(duration_ms, 3),
             **self._uncertainty(probabilities[label]),
         }
+
+    def _decode(self, data: bytes, size: int) -> Any:
+        """The workshop's preprocessing (:func:`atelier.preprocessing.load_image`) with the API's limits."""
+        return load_image(data, size, max_pixels=self.settings.max_pixels, formats=self.settings.formats)
+
+    def explain_bytes(self, data: bytes) -> Explanation:
+        """Prédiction + Grad-CAM d'une image, dans le fil des explications (:mod:`atelier.api.explanation_pool`).
+
+        Un seul modèle (celui en service au début du calcul) donne la prédiction et la carte, avec le
+        prétraitement de ``/predict``.
+        """
+        serving = self.serving_predictor().current
+        return explain_image(serving, self._decode(data, serving.image_size))
 
     def _uncertainty(self, confidence: float) -> dict[str, Any]:
         """Optional « je ne sais pas » signal: only when a threshold is configured (chapter 6)."""
@@ -188,28 +203,3 @@ async def get_state(request: Request) -> ApiState:
 
 
 AppState = Annotated[ApiState, Depends(get_state)]
-
-_IMAGE_SUFFIXES = (
-    (b"\xff\xd8", ".jpg"),
-    (b"\x89PNG", ".png"),
-    (b"BM", ".bmp"),
-    (b"II*\x00", ".tif"),
-    (b"MM\x00*", ".tif"),
-)
-
-
-def store_image(directory: Path, digest: str, data: bytes) -> None:
-    """Copie une image reçue sous ``<sha256>.<ext>`` : nommée par son contenu, jamais par le nom du client."""
-    suffix = (
-        ".webp"
-        if data[:4] == b"RIFF" and data[8:12] == b"WEBP"
-        else next((ext for magic, ext in _IMAGE_SUFFIXES if data.startswith(magic)), ".img")
-    )
-    target = directory / f"{digest}{suffix}"
-    if target.exists():
-        return
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".recu-", suffix=".tmp")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, target)

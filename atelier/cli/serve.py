@@ -74,6 +74,15 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
         "« :memory: » pour le garder en mémoire)",
     )
     parser.add_argument(
+        "--store-images",
+        type=Path,
+        default=None,
+        metavar="DOSSIER",
+        help="garder les images reçues dans DOSSIER, sous <sha256>.<ext> (défaut : $ATELIER_STORE_IMAGES ou "
+        "aucune) ; elles suivent la rétention de l'historique et DELETE /predictions/{id} les efface ; "
+        "nécessaire pour GET /predictions/{id}/explanation et le réentraînement",
+    )
+    parser.add_argument(
         "--access-log",
         dest="access_log",
         action="store_true",
@@ -173,6 +182,8 @@ def _export_settings(args: argparse.Namespace, model_dir: Path | None, model: Pa
             os.environ[env] = str(value)
     if args.api_key:
         os.environ["ATELIER_API_KEY"] = args.api_key
+    if args.store_images is not None:
+        os.environ["ATELIER_STORE_IMAGES"] = str(Path(args.store_images).expanduser().resolve())
     if args.db is not None:
         db = str(args.db)
         os.environ["ATELIER_DB"] = db if db == ":memory:" else str(Path(db).expanduser().resolve())
