@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from . import gc_pause
 from .model_io import ModelFileError, ModelInfo, load_model
 
 log = logging.getLogger(__name__)
@@ -224,8 +225,14 @@ class _Batcher:
         self._thread = threading.Thread(target=self._loop, name="atelier-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, image: np.ndarray, target: Future | LoopTarget) -> None:
-        """Queues *image*; its result goes to *target*."""
+    def submit(self, image: np.ndarray) -> Future:
+        """Queues *image*; its result will be set on the returned :class:`Future`."""
+        fut: Future = Future()
+        self.submit_to(image, fut)
+        return fut
+
+    def submit_to(self, image: np.ndarray, target: Future | LoopTarget) -> None:
+        """Queues *image*; its result goes to *target* (a future, or an asyncio future on its loop)."""
         with self._lock:
             if self._stopped:
                 raise PredictorUnavailableError("Le service redémarre ou s'arrête : réessayez dans un instant.")
@@ -363,9 +370,7 @@ class Predictor:
         """
         if self.batching:
             # The timeout only guards against a stuck model: a batch takes milliseconds.
-            fut: Future = Future()
-            self._get_batcher().submit(image, fut)
-            return fut.result(timeout=RESULT_TIMEOUT_S)
+            return self._get_batcher().submit(image).result(timeout=RESULT_TIMEOUT_S)
         serving = self._current  # taken once: a concurrent swap does not affect this request
         probabilities = serving.run(image[np.newaxis].astype(np.float32))
         if self.on_batch is not None:
@@ -379,7 +384,7 @@ class Predictor:
         """
         try:
             if self.batching:
-                self._get_batcher().submit(image, target)
+                self._get_batcher().submit_to(image, target)
                 return
             result: Prediction | BaseException = self.predict_array(image)
         except Exception as exc:
@@ -437,5 +442,6 @@ class Predictor:
         old = self._current
         old.check_replacement(serving)
         self._current = serving
+        gc_pause.after_swap()  # the old model must be collectable once its requests are done
         log.info("Modèle remplacé : %s → %s", old.version, serving.version)
         return old

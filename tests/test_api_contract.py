@@ -431,7 +431,7 @@ def test_predict_answers_503_in_french_when_the_predictor_cannot_take_the_image(
     with TestClient(app) as http:
 
         class FullBatcher:  # what the batcher does when its queue is full or it is stopping
-            def submit(self, image, target):
+            def submit_to(self, image, target):
                 raise PredictorUnavailableError("Le service est surchargé : réessayez dans un instant.")
 
         monkeypatch.setattr(app.state.atelier.predictor, "_get_batcher", FullBatcher)

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
-from .. import metrics
+from .. import gc_pause, metrics
 from ..history import History
 from ..inference import Predictor, ServingModel, warm_batch_sizes
 from ..model_follower import ModelFollower
@@ -77,7 +77,10 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
         if state.follower is not None:
             state.follower.start()
         history_store.start_retention(RETENTION_INTERVAL_S)
+        if settings.gc_freeze:
+            gc_pause.freeze()  # no long garbage-collection pause under load (atelier.gc_pause)
         yield
+        gc_pause.thaw()
         if state.follower is not None:
             state.follower.stop()
         history_store.stop_retention()
