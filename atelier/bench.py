@@ -10,7 +10,10 @@ Mesure, en une seule exécution et sur la boucle locale (127.0.0.1) :
    et 32 connexions par défaut), p50 et p99 ;
 4. l'**API naïve** des tutoriels (:mod:`atelier.naive_app`, ``model.predict`` à chaque requête), à une
    seule concurrence ;
-5. avec ``--peers``, un **pair** : le même modèle servi par LitServe (:mod:`atelier.bench_peers`).
+5. le coût d'une **explication** (``POST /explain?format=png`` : prédiction + Grad-CAM + PNG), à une
+   connexion seulement puisque le serveur n'en calcule qu'une à la fois (ms par explication, comparées
+   à une prédiction seule) ;
+6. avec ``--peers``, un **pair** : le même modèle servi par LitServe (:mod:`atelier.bench_peers`).
 
 Un serveur qui n'ajouterait rien au calcul ni à la route triviale servirait au plus
 ``1 / (1 / calcul + 1 / route triviale)`` requêtes par seconde : c'est la **borne** (``bound_rps``), et le
@@ -52,6 +55,7 @@ TARGETS = {
     "health": "route triviale (GET /health)",
     "predict": "vraie API (POST /predict)",
     "naive": "API naïve (model.predict)",
+    "explain": "explication (POST /explain)",
     "litserve": "LitServe (--peers)",
 }
 
@@ -533,6 +537,7 @@ def run_bench(
         with ServerProcess("api", _serve_command(model, port, workdir), port, workdir) as real:
             series.run("health", real, "/health", False, levels)
             series.run("predict", real, "/predict", True, levels)
+            series.run("explain", real, "/explain?format=png", True, [1])  # one at a time, by design
         if naive:
             port = free_port()
             log("Démarrage de l'API naïve (atelier.naive_app)…")
@@ -601,6 +606,12 @@ def summarize(
         "naive_rps": None if naive_rps is None else round(naive_rps, 1),
         "predict_vs_naive": round(headline_rps / naive_rps, 1) if naive_rps else None,
     }
+    explain = next((m for m in measures if m.target == "explain"), None)
+    alone = next((m for m in predict if explain and m.connections == explain.connections), None)
+    summary["explain_ms"] = round(explain.p50_ms, 1) if explain else None
+    summary["explain_vs_predict"] = (
+        round(explain.p50_ms / alone.p50_ms, 1) if explain and alone and alone.p50_ms else None
+    )
     litserve = _by_level(measures, "litserve", "rps")
     if litserve:
         summary["litserve_rps"] = litserve
@@ -630,6 +641,15 @@ def summarize(
     return summary
 
 
+def _explain_sentence(summary: dict[str, Any]) -> list[str]:
+    """The explanation cost, in French (nothing if it was not measured)."""
+    if summary.get("explain_ms") is None:
+        return []
+    ratio = summary.get("explain_vs_predict")
+    versus = f", {decimal(ratio, 1)} fois une prédiction seule (p50 à 1 connexion)" if ratio else ""
+    return [f"Une explication (Grad-CAM, une à la fois) : {decimal(summary['explain_ms'], 1)} ms (p50){versus}."]
+
+
 def format_table(summary: dict[str, Any]) -> str:
     """Le tableau des mesures, en français, puis les objectifs et la charge de la machine."""
     rows = [("cible", "connexions", "req/s", "p50 (ms)", "p99 (ms)", "/ borne", "requêtes", "erreurs")]
@@ -637,7 +657,7 @@ def format_table(summary: dict[str, Any]) -> str:
     for target in TARGETS:
         for m in summary["results"]:
             if m["target"] == target:
-                ratio = f"{m['rps'] / bound:.0%}" if bound and target != "health" else ""
+                ratio = f"{m['rps'] / bound:.0%}" if bound and target not in ("health", "explain") else ""
                 rows.append(
                     (
                         TARGETS[target],

@@ -60,6 +60,22 @@ def test_summary_and_table_from_measures():
     assert slow["targets"]["p99_ms@8 <= 25"] is False and slow["targets"]["p99_ms@32 <= 60"] is False
     assert "c=8 : p99 = 30,0 ms (objectif ≤ 25,0 ms : non atteint)" in format_table(slow)
     json.dumps(summary)  # JSON-able
+    assert summary["explain_ms"] is None and "explication" not in table  # not measured: not invented
+
+    explained = summarize(
+        [*_measures(), Measure("explain", 1, 20.0, 48.0, 60.0, 100, 0)],
+        compute_rps=1000.0,
+        batch_size=16,
+        generator="wrk",
+        duration=5,
+        model="m",
+    )
+    assert explained["explain_ms"] == 48 and explained["explain_vs_predict"] == 384  # predict p50 at c=1: 0.125 ms
+    explained_table = format_table(explained)
+    assert "explication (POST /explain)" in explained_table
+    assert (
+        "Une explication (Grad-CAM, une à la fois) : 48,0 ms (p50), 384,0 fois une prédiction seule" in explained_table
+    )
 
 
 def test_the_peer_is_compared_level_by_level():
@@ -111,6 +127,8 @@ def test_bench_smoke_run(saved_model, generator):
         assert table.count(label) == 2, label  # one row per concurrency level
     assert table.count("API naïve (model.predict)") == 1  # the naive API at the headline level only
     assert "Calcul seul (load_image + réseau, lots de 16)" in table
+    assert table.count("explication (POST /explain)") == 1  # one level: explanations run one at a time
+    assert summary["explain_ms"] > 0 and summary["explain_vs_predict"] > 0
     assert "Traceback" not in result.stderr
 
 

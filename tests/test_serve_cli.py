@@ -203,14 +203,23 @@ def test_serve_with_two_workers(saved_model, tmp_path):
     """--workers 2: the factory import string + environment variables, each worker loads the model.
 
     Both workers share one history file: the ids they answer never collide and none is lost at the stop.
+    The workers also get the guarded HTTP protocol by name, with the limits of the options
+    (atelier.api.protocol): a request whose headers never end is cut after --header-timeout.
     """
     path, metadata = saved_model
     port, db = free_port(), tmp_path / "h.sqlite3"
-    process = start_serve(path, port, "--workers", "2", "--db", str(db), "--no-access-log")
+    options = ["--workers", "2", "--db", str(db), "--no-access-log", "--header-timeout", "1"]
+    process = start_serve(path, port, *options)
     url = f"http://127.0.0.1:{port}"
     try:
         assert wait_health(url, process, timeout=180)["model_version"] == metadata["version"]
         ids = _post_many(url, 64, 8)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n")  # the blank line never comes
+            started = time.monotonic()
+            answer = slow.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 408 "), answer
+            assert time.monotonic() - started < 5
     finally:
         out = stop(process)
     assert "Traceback" not in out, out

@@ -17,6 +17,7 @@ from ..inference import Predictor, ServingModel, warm_batch_sizes
 from ..model_follower import ModelFollower
 from ..security import API_KEY_HEADER, ApiKeyMiddleware, BodySizeLimitMiddleware
 from . import openapi
+from .admission import AdmissionMiddleware
 from .errors import install_error_handlers
 from .explanation_pool import ExplanationPool
 from .fast_predict import FastPredictMiddleware
@@ -176,6 +177,8 @@ def _add_middlewares(app: FastAPI, settings: ApiSettings, state: ApiState, paths
         max_bytes=settings.max_upload_bytes,
         limits={("PUT", "/model"): settings.max_model_bytes},
     )
+    # Inside the key check (a request without a key gets its 401, never a 503), outside everything else.
+    app.add_middleware(AdmissionMiddleware, max_inflight=settings.max_inflight)
     public_prefixes = ("/static/", f"{openapi.DOCS_STATIC_URL}/")
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, public_prefixes=public_prefixes)
     if settings.cors_origins:
