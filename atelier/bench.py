@@ -687,6 +687,7 @@ def format_table(summary: dict[str, Any]) -> str:
         value = objective.measured(summary)
         if value is not None:
             lines.append("- " + objective.sentence(value, summary["targets"][objective.name]))
+    lines += _explain_sentence(summary)
     load = (
         "" if summary["load_before"] is None else f" ; charge {summary['load_before'][0]} → {summary['load_after'][0]}"
     )
