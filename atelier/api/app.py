@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from .. import metrics
+from .. import gc_pause, metrics
 from ..history import History
 from ..inference import Predictor, ServingModel, warm_batch_sizes
 from ..keys import KeyRing
@@ -20,6 +20,7 @@ from . import openapi
 from .admission import AdmissionMiddleware
 from .errors import install_error_handlers
 from .explanation_pool import ExplanationPool
+from .fast_predict import FastPredictMiddleware
 from .response_headers import MODEL_VERSION_HEADER, ResponseHeadersMiddleware
 from .routes import explain, feedback, history, model, predict, repository, web
 from .settings import ApiSettings
@@ -78,10 +79,15 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
         if state.follower is not None:
             state.follower.start()
         history_store.start_retention(RETENTION_INTERVAL_S)
+        if settings.gc_freeze:
+            gc_pause.freeze()  # no long garbage-collection pause under load (atelier.gc_pause)
         yield
+        gc_pause.thaw()
         if state.follower is not None:
             state.follower.stop()
         history_store.stop_retention()
+        history_store.stop_writer()  # every answered prediction is in the base before the process ends
+        state.close_decoder()
         state.explanations.close()
         if state.predictor is not None:
             state.predictor.close()  # stops the batching thread (restarted on demand if the app is reused)
@@ -164,6 +170,8 @@ def create_app_from_env() -> FastAPI:
 
 
 def _add_middlewares(app: FastAPI, settings: ApiSettings, state: ApiState, paths: set[str], keys: KeyRing) -> None:
+    # Innermost: the usual POST /predict form skips FastAPI's routing, under every other middleware.
+    app.add_middleware(FastPredictMiddleware, state=state)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_upload_bytes,

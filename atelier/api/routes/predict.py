@@ -6,14 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from ...inference import PredictorUnavailableError
 from ...preprocessing import ImageError
 from ..errors import documented, error_response, image_error_status
 from ..response_headers import MODEL_VERSION_HEADER
 from ..schemas import PredictionOut
-from ..state import state_of
+from ..state import ApiState, state_of
 
 router = APIRouter(tags=["prédiction"])
 
@@ -42,12 +41,15 @@ async def predict(
     request: Request,
     file: Annotated[UploadFile, File(description="L'image à classer (JPEG, PNG, WebP, BMP ou TIFF).")],
 ) -> JSONResponse:
-    # Hot route: the state without dependency injection (see atelier.api.state).
-    state = state_of(request)
-    data = await file.read()
+    # The usual form never gets here (atelier.api.fast_predict answers it); other shapes are parsed here.
     key_label = getattr(request.state, "key_label", None)  # set by ApiKeyMiddleware (None without keys)
+    return await answer(state_of(request), await file.read(), file.filename, key_label)
+
+
+async def answer(state: ApiState, data: bytes, filename: str | None, key_label: str | None = None) -> JSONResponse:
+    """The answer of ``POST /predict`` for an uploaded file (the route and its short path share it)."""
     try:
-        result = await run_in_threadpool(state.predict_bytes, data, file.filename, key_label)
+        result = await state.predict_bytes(data, filename, key_label)
     except ImageError as exc:
         return error_response(image_error_status(exc), str(exc))
     except PredictorUnavailableError as exc:
