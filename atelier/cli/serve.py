@@ -66,25 +66,7 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
         help="nombre de processus (défaut : 1) ; chacun charge son propre exemplaire du modèle et, avec "
         "--model-dir, suit le dépôt (tous convergent vers la même version)",
     )
-    parser.add_argument(
-        "--api-key",
-        default=None,
-        help="clé exigée dans l'en-tête X-API-Key (défaut : $ATELIER_API_KEY ; préférez la "
-        "variable d'environnement, une option se lit dans la liste des processus)",
-    )
-    parser.add_argument(
-        "--admin-key",
-        default=None,
-        help="clé de gestion (PUT /model, épinglage, effacement, tout l'historique ; défaut : $ATELIER_ADMIN_KEY) ; "
-        "avec elle, --api-key n'est plus qu'une clé d'inférence",
-    )
-    parser.add_argument(
-        "--keys-file",
-        type=Path,
-        default=None,
-        help="fichier de clés JSON créé par « python -m atelier cle » (défaut : $ATELIER_KEYS_FILE), relu dès "
-        "qu'il change : une clé retirée est refusée sans redémarrer",
-    )
+    _key_args(parser)
     parser.add_argument(
         "--db",
         default=None,
@@ -161,6 +143,29 @@ def fast_protocols() -> tuple[Literal["uvloop", "asyncio"], Literal["httptools",
     loop: Literal["uvloop", "asyncio"] = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
     http: Literal["httptools", "h11"] = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
     return loop, http
+
+
+def _key_args(parser: argparse.ArgumentParser) -> None:
+    """The API keys and their roles (atelier.keys)."""
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help="clé exigée dans l'en-tête X-API-Key (défaut : $ATELIER_API_KEY ; préférez la "
+        "variable d'environnement, une option se lit dans la liste des processus)",
+    )
+    parser.add_argument(
+        "--admin-key",
+        default=None,
+        help="clé de gestion (PUT /model, épinglage, effacement, tout l'historique ; défaut : $ATELIER_ADMIN_KEY) ; "
+        "avec elle, --api-key n'est plus qu'une clé d'inférence",
+    )
+    parser.add_argument(
+        "--keys-file",
+        type=Path,
+        default=None,
+        help="fichier de clés JSON créé par « python -m atelier cle » (défaut : $ATELIER_KEYS_FILE), relu dès "
+        "qu'il change : une clé retirée est refusée sans redémarrer",
+    )
 
 
 def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
