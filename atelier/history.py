@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import sqlite3
 import threading
 import unicodedata
@@ -81,6 +82,17 @@ def sanitize_filename(name: str | None) -> str | None:
     return text
 
 
+def _finite_values(text: str) -> dict[str, float | None]:
+    """Probabilities of a stored row; a non-finite value (a row written by an older version) becomes None."""
+    try:
+        values = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(values, dict):
+        return {}
+    return {str(k): float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None for k, v in values.items()}
+
+
 class History:
     """L'historique des prédictions (thread-safe)."""
 
@@ -121,12 +133,22 @@ class History:
         filename: str | None,
         duration_ms: float,
     ) -> int:
-        """Ajoute une prédiction et renvoie son identifiant."""
+        """Ajoute une prédiction et renvoie son identifiant.
+
+        Lève ``ValueError`` si une probabilité ou la durée n'est pas un nombre fini : l'historique n'en garde
+        jamais (le JSON de l'API ne peut pas en contenir).
+        """
+        if not math.isfinite(duration_ms):
+            raise ValueError(f"Durée non finie ({duration_ms}) : prédiction non enregistrée.")
         created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+        try:
+            encoded = json.dumps({k: float(v) for k, v in probabilities.items()}, ensure_ascii=False, allow_nan=False)
+        except ValueError:
+            raise ValueError("Probabilité non finie : prédiction non enregistrée dans l'historique.") from None
         row = (
             created,
             label,
-            json.dumps(probabilities, ensure_ascii=False),
+            encoded,
             model_version,
             image_sha256,
             sanitize_filename(filename),
@@ -209,11 +231,11 @@ class History:
                 "id": r[0],
                 "created": r[1],
                 "label": r[2],
-                "probabilities": json.loads(r[3]),
+                "probabilities": _finite_values(r[3]),
                 "model_version": r[4],
                 "image_sha256": r[5],
                 "filename": r[6],
-                "duration_ms": r[7],
+                "duration_ms": r[7] if isinstance(r[7], (int, float)) and math.isfinite(r[7]) else None,
             }
             for r in rows
         ]

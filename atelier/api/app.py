@@ -14,7 +14,9 @@ from starlette.middleware.cors import CORSMiddleware
 from .. import metrics
 from ..history import History
 from ..inference import Predictor, ServingModel, warm_batch_sizes
+from ..memory import return_large_blocks_to_os
 from ..model_follower import ModelFollower
+from ..preprocessing import DecodeBudget
 from ..security import API_KEY_HEADER, ApiKeyMiddleware, BodySizeLimitMiddleware
 from . import openapi
 from .errors import install_error_handlers
@@ -39,12 +41,18 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
     relit toutes les ``poll_seconds`` secondes (:mod:`atelier.model_follower`) ; un dépôt encore vide
     ne l'empêche pas de démarrer (``/health/ready`` répond 503 jusqu'à la première version valide).
     """
+    return_large_blocks_to_os()  # the memory of large image decodes goes back to the system (atelier.memory)
     if isinstance(settings, ApiSettings):
         settings = settings.replace(**overrides)
     else:
         settings = ApiSettings.from_values(settings, **overrides)
     history_store = History(settings.db_path, retention_days=settings.history_days, max_rows=settings.history_max_rows)
-    state = ApiState(settings=settings, predictor=None, history=history_store)
+    state = ApiState(
+        settings=settings,
+        predictor=None,
+        history=history_store,
+        decode_budget=DecodeBudget(settings.decode_budget_pixels),
+    )
     if settings.model_dir is not None:
         state.follower = _follow_repository(state)
     else:

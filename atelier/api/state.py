@@ -12,10 +12,11 @@ import hashlib
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import Depends, Request
 
 from .. import metrics
@@ -23,8 +24,12 @@ from ..history import History
 from ..inference import Predictor, PredictorUnavailableError
 from ..model_follower import ModelFollower
 from ..model_io import ModelFileError
-from ..preprocessing import load_image
+from ..preprocessing import DecodeBudget, load_image
 from .settings import ApiSettings
+
+
+class NonFiniteOutputError(ValueError):
+    """Le modèle a renvoyé des valeurs non finies pour cette image (422) : rien n'est enregistré."""
 
 
 class ModelNotReadyError(PredictorUnavailableError):
@@ -42,6 +47,8 @@ class ApiState:
     predictor: Predictor | None
     history: History
     follower: ModelFollower | None = None
+    #: Bounds the pixels of large images decoding at the same time (memory), see atelier.preprocessing.
+    decode_budget: DecodeBudget = field(default_factory=DecodeBudget)
 
     def serving_predictor(self) -> Predictor:
         """Le prédicteur, ou :class:`ModelNotReadyError` (503, en français) s'il n'y a pas encore de modèle."""
@@ -67,12 +74,23 @@ class ApiState:
         start = time.perf_counter()
         settings = self.settings
         predictor = self.serving_predictor()
-        image = load_image(data, predictor.current.image_size, max_pixels=settings.max_pixels, formats=settings.formats)
+        image = load_image(
+            data,
+            predictor.current.image_size,
+            max_pixels=settings.max_pixels,
+            formats=settings.formats,
+            budget=self.decode_budget,
+        )
         metrics.QUEUE_DEPTH.inc()
         try:
             prediction = predictor.predict_array(image)
         finally:
             metrics.QUEUE_DEPTH.dec()
+        if not np.all(np.isfinite(prediction.probabilities)):
+            raise NonFiniteOutputError(
+                "Le modèle n'a pas pu classer cette image : ses sorties ne sont pas des nombres finis. "
+                "Essayez une autre image ; signalez-le à la personne qui a entraîné le modèle."
+            )
         probabilities = prediction.as_dict()
         label = prediction.label
         digest = hashlib.sha256(data).hexdigest()
@@ -126,7 +144,7 @@ class ApiState:
             "status": "remplacé",
             "previous_version": old.version,
             "model_version": serving.version,
-            "metadata": serving.metadata,
+            "metadata": serving.public_metadata,
         }
 
 

@@ -13,6 +13,9 @@ from ..state import AppState
 
 router = APIRouter(tags=["prédiction"])
 
+#: Largest offset accepted (SQLite's OFFSET is a 64-bit integer: a larger one would overflow, a 500).
+MAX_OFFSET = 1_000_000_000
+
 
 @router.get(
     "/predictions",
@@ -24,7 +27,14 @@ router = APIRouter(tags=["prédiction"])
 async def predictions(
     state: AppState,
     limit: Annotated[int, Query(ge=1, le=500, description="Nombre de prédictions par page (1 à 500).")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Nombre de prédictions à sauter (0 pour la plus récente).")] = 0,
+    offset: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_OFFSET,
+            description="Nombre de prédictions à sauter (0 pour la plus récente ; au plus 1 000 000 000).",
+        ),
+    ] = 0,
 ) -> dict[str, Any]:
     total, items = await run_in_threadpool(state.history.page, limit, offset)
     return {"total": total, "limit": limit, "offset": offset, "items": items}  # validated by HistoryOut
