@@ -14,7 +14,13 @@ insertion dure quelques dizaines de microsecondes, bien moins qu'une prédiction
 Rétention : l'historique ne grossit pas sans fin. Par défaut, :meth:`History.prune` efface les lignes de
 plus de :data:`DEFAULT_RETENTION_DAYS` jours et ne garde que les :data:`DEFAULT_MAX_ROWS` plus récentes
 (``retention_days`` / ``max_rows``, ``None`` ou 0 pour ne pas limiter) ; le serveur l'appelle au démarrage
-puis régulièrement, hors du chemin des requêtes.
+puis régulièrement, hors du chemin des requêtes. Avec ``images_dir`` (le dossier de ``--store-images``), les
+images des lignes effacées le sont aussi (sauf si une ligne gardée a la même image) : elles suivent la rétention.
+
+Retours des utilisateurs : :meth:`History.set_feedback` range la vraie classe d'une prédiction (« c'est juste » ou
+« c'est faux : c'était … »), avec un commentaire facultatif, qui l'a donnée et quand ; :meth:`History.page` filtre
+sur ces retours (``feedback="wrong" | "right" | "none"``), :meth:`History.feedback_rows` les donne tous (pour le
+réentraînement) et :meth:`History.delete` efface une prédiction et son image (droit à l'effacement).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+from .image_store import delete_image
+from .labels import CLASSES
 from .paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -49,14 +57,76 @@ CREATE TABLE IF NOT EXISTS predictions (
     model_version TEXT NOT NULL,
     image_sha256 TEXT NOT NULL,
     filename TEXT,
-    duration_ms REAL NOT NULL
+    duration_ms REAL NOT NULL,
+    feedback_label TEXT,
+    feedback_comment TEXT,
+    feedback_by TEXT,
+    feedback_at TEXT
 )
 """
+#: Columns added after the first version of the table (older bases are migrated with ALTER TABLE).
+_ADDED_COLUMNS = ("feedback_label", "feedback_comment", "feedback_by", "feedback_at")
+_SELECTED = (
+    "id, created, label, probabilities, model_version, image_sha256, filename, duration_ms,"
+    " feedback_label, feedback_comment, feedback_by, feedback_at"
+)
+#: Longest feedback comment, in characters.
+MAX_COMMENT_CHARS = 500
+#: Longest « who gave the feedback » text, in characters.
+MAX_AUTHOR_CHARS = 120
+#: The filters of :meth:`History.page` on feedback (fixed SQL, never built from user text).
+FEEDBACK_FILTERS = {
+    "wrong": "feedback_label IS NOT NULL AND feedback_label != label",
+    "right": "feedback_label IS NOT NULL AND feedback_label = label",
+    "none": "feedback_label IS NULL",
+}
+
+
+class UnknownPredictionError(LookupError):
+    """Aucune prédiction n'a ce numéro dans l'historique (message en français)."""
+
+
+class FeedbackError(ValueError):
+    """Un retour refusé : classe inconnue ou commentaire trop long (message en français)."""
 
 
 def default_db_path() -> Path:
     """Fichier de l'historique quand aucun n'est donné : ``<cache de l'atelier>/historique.sqlite3``."""
     return cache_dir() / "historique.sqlite3"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _clean_text(text: str | None, max_chars: int, what: str) -> str | None:
+    """*text* without control or invisible characters (line breaks kept), stripped; ``None`` if empty."""
+    if text is None:
+        return None
+    cleaned = unicodedata.normalize("NFC", str(text))
+    cleaned = "".join(
+        ch for ch in cleaned if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn")
+    ).strip()
+    if len(cleaned) > max_chars:
+        raise FeedbackError(f"{what} trop long : {len(cleaned)} caractères, {max_chars} au plus.")
+    return cleaned or None
+
+
+def _row_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {
+        "id": row[0],
+        "created": row[1],
+        "label": row[2],
+        "probabilities": _finite_values(row[3]),
+        "model_version": row[4],
+        "image_sha256": row[5],
+        "filename": row[6],
+        "duration_ms": row[7] if isinstance(row[7], (int, float)) and math.isfinite(row[7]) else None,
+        "feedback_label": row[8],
+        "feedback_comment": row[9],
+        "feedback_by": row[10],
+        "feedback_at": row[11],
+    }
 
 
 def sanitize_filename(name: str | None) -> str | None:
@@ -102,12 +172,15 @@ class History:
         *,
         retention_days: float | None = DEFAULT_RETENTION_DAYS,
         max_rows: int | None = DEFAULT_MAX_ROWS,
+        images_dir: str | Path | None = None,
     ) -> None:
         for name, value in (("retention_days", retention_days), ("max_rows", max_rows)):
             if value is not None and value < 0:
                 raise ValueError(f"{name} doit être positif ou nul (reçu : {value!r}).")
         self.retention_days = retention_days or None
         self.max_rows = int(max_rows) if max_rows else None
+        #: The folder of the stored images (``--store-images``): they follow the retention and the erasure.
+        self.images_dir = Path(images_dir).expanduser() if images_dir else None
         target = default_db_path() if path is None else path
         if str(target) != ":memory:":
             target = Path(target).expanduser()
@@ -122,6 +195,19 @@ class History:
             self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Adds the columns a base created by an older version lacks (several processes may race here)."""
+        present = {row[1] for row in self._conn.execute("PRAGMA table_info(predictions)")}
+        for column in _ADDED_COLUMNS:
+            if column in present:
+                continue
+            try:
+                self._conn.execute(f"ALTER TABLE predictions ADD COLUMN {column} TEXT")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another process added it first: fine
+                    raise
 
     def add(
         self,
@@ -140,13 +226,12 @@ class History:
         """
         if not math.isfinite(duration_ms):
             raise ValueError(f"Durée non finie ({duration_ms}) : prédiction non enregistrée.")
-        created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         try:
             encoded = json.dumps({k: float(v) for k, v in probabilities.items()}, ensure_ascii=False, allow_nan=False)
         except ValueError:
             raise ValueError("Probabilité non finie : prédiction non enregistrée dans l'historique.") from None
         row = (
-            created,
+            _now(),
             label,
             encoded,
             model_version,
@@ -164,9 +249,14 @@ class History:
             return int(cursor.lastrowid)
 
     def prune(self, now: dt.datetime | None = None) -> int:
-        """Applique la rétention (âge puis nombre de lignes) ; renvoie le nombre de lignes effacées."""
+        """Applique la rétention (âge puis nombre de lignes) ; renvoie le nombre de lignes effacées.
+
+        Avec ``images_dir``, les images des lignes effacées le sont aussi, sauf celles qu'une ligne gardée
+        partage (la même image envoyée plus tard).
+        """
         deleted = 0
         with self._lock:
+            digests: set[str] = set()
             if self.retention_days is not None:
                 now = now or dt.datetime.now(dt.timezone.utc)
                 cutoff = (now - dt.timedelta(days=self.retention_days)).isoformat(timespec="milliseconds")
@@ -174,17 +264,46 @@ class History:
                 first_kept = self._conn.execute(
                     "SELECT id FROM predictions WHERE created >= ? ORDER BY id LIMIT 1", (cutoff,)
                 ).fetchone()
-                if first_kept is None:
-                    deleted += self._conn.execute("DELETE FROM predictions").rowcount
-                else:
-                    deleted += self._conn.execute("DELETE FROM predictions WHERE id < ?", (first_kept[0],)).rowcount
+                bound = None if first_kept is None else first_kept[0]
+                deleted += self._delete_below(bound, digests)
             if self.max_rows is not None:
-                deleted += self._conn.execute(
-                    "DELETE FROM predictions WHERE id <= "
-                    "(SELECT id FROM predictions ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    (self.max_rows,),
-                ).rowcount
+                newest_dropped = self._conn.execute(
+                    "SELECT id FROM predictions ORDER BY id DESC LIMIT 1 OFFSET ?", (self.max_rows,)
+                ).fetchone()
+                if newest_dropped is not None:
+                    deleted += self._delete_below(newest_dropped[0] + 1, digests)
+            self._delete_orphan_images(digests)
         return deleted
+
+    def _delete_below(self, bound: int | None, digests: set[str]) -> int:
+        """Deletes the rows whose id is below *bound* (every row if ``None``); collects their image digests."""
+        where, params = ("", ()) if bound is None else (" WHERE id < ?", (bound,))
+        if self.images_dir is not None:
+            digests.update(
+                r[0] for r in self._conn.execute(f"SELECT DISTINCT image_sha256 FROM predictions{where}", params)
+            )
+        return int(self._conn.execute(f"DELETE FROM predictions{where}", params).rowcount)
+
+    def _delete_orphan_images(self, digests: set[str]) -> None:
+        """Deletes the stored images of *digests* that no remaining row refers to (lock held)."""
+        if self.images_dir is None or not digests:
+            return
+        pending = sorted(digests)
+        for start in range(0, len(pending), 500):
+            chunk = pending[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            kept = {
+                r[0]
+                for r in self._conn.execute(
+                    f"SELECT DISTINCT image_sha256 FROM predictions WHERE image_sha256 IN ({marks})", chunk
+                )
+            }
+            for digest in chunk:
+                if digest not in kept:
+                    try:
+                        delete_image(self.images_dir, digest)
+                    except (OSError, ValueError) as exc:  # a read-only folder, a foreign digest: log, go on
+                        log.warning("Image %s non effacée : %s", digest, exc)
 
     def start_retention(self, interval_s: float) -> None:
         """Applique la rétention maintenant puis toutes les *interval_s* secondes, dans un fil à part."""
@@ -217,29 +336,83 @@ class History:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
 
-    def page(self, limit: int = 50, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
-        """Renvoie ``(nombre total, prédictions)``, les plus récentes d'abord."""
+    def page(self, limit: int = 50, offset: int = 0, feedback: str | None = None) -> tuple[int, list[dict[str, Any]]]:
+        """Renvoie ``(nombre total, prédictions)``, les plus récentes d'abord.
+
+        ``feedback`` : seulement les prédictions jugées fausses (``"wrong"``), justes (``"right"``) ou sans
+        retour (``"none"``) ; le total est celui de ce filtre.
+        """
+        if feedback is not None and feedback not in FEEDBACK_FILTERS:
+            raise ValueError(f"Filtre de retour inconnu : {feedback!r} (possibles : {', '.join(FEEDBACK_FILTERS)}).")
+        where = f" WHERE {FEEDBACK_FILTERS[feedback]}" if feedback else ""
         with self._lock:
-            total = int(self._conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
+            total = int(self._conn.execute(f"SELECT COUNT(*) FROM predictions{where}").fetchone()[0])
             rows = self._conn.execute(
-                "SELECT id, created, label, probabilities, model_version, image_sha256, filename,"
-                " duration_ms FROM predictions ORDER BY id DESC LIMIT ? OFFSET ?",
+                f"SELECT {_SELECTED} FROM predictions{where} ORDER BY id DESC LIMIT ? OFFSET ?",
                 (int(limit), int(offset)),
             ).fetchall()
-        items = [
-            {
-                "id": r[0],
-                "created": r[1],
-                "label": r[2],
-                "probabilities": _finite_values(r[3]),
-                "model_version": r[4],
-                "image_sha256": r[5],
-                "filename": r[6],
-                "duration_ms": r[7] if isinstance(r[7], (int, float)) and math.isfinite(r[7]) else None,
-            }
-            for r in rows
-        ]
-        return total, items
+        return total, [_row_dict(r) for r in rows]
+
+    def get(self, prediction_id: int) -> dict[str, Any] | None:
+        """La prédiction numéro *prediction_id*, ou ``None``."""
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_SELECTED} FROM predictions WHERE id = ?", (int(prediction_id),)
+            ).fetchone()
+        return None if row is None else _row_dict(row)
+
+    def set_feedback(
+        self, prediction_id: int, label: str, comment: str | None = None, by: str | None = None
+    ) -> dict[str, Any]:
+        """Range le retour d'un utilisateur : la vraie classe de l'image (*label*), et renvoie la prédiction.
+
+        Un nouveau retour remplace le précédent. :class:`FeedbackError` si *label* n'est pas une classe de
+        l'atelier ou si le commentaire dépasse :data:`MAX_COMMENT_CHARS` caractères ;
+        :class:`UnknownPredictionError` si la prédiction n'existe pas.
+        """
+        if label not in CLASSES:
+            raise FeedbackError(f"Classe inconnue : {label!r}. Classes acceptées : {', '.join(CLASSES)}.")
+        text = _clean_text(comment, MAX_COMMENT_CHARS, "Commentaire")
+        author = _clean_text(by, MAX_AUTHOR_CHARS, "Auteur")
+        with self._lock:
+            updated = self._conn.execute(
+                "UPDATE predictions SET feedback_label = ?, feedback_comment = ?, feedback_by = ?, feedback_at = ?"
+                " WHERE id = ?",
+                (label, text, author, _now(), int(prediction_id)),
+            ).rowcount
+        row = self.get(prediction_id) if updated else None
+        if row is None:
+            raise UnknownPredictionError(f"Aucune prédiction numéro {prediction_id} dans l'historique.")
+        return row
+
+    def delete(self, prediction_id: int) -> bool:
+        """Efface une prédiction et, avec ``images_dir``, son image (si aucune autre ligne ne la partage).
+
+        Renvoie ``False`` si la prédiction n'existait pas.
+        """
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT image_sha256 FROM predictions WHERE id = ?", (int(prediction_id),)
+            ).fetchone()
+            if row is None:
+                return False
+            self._conn.execute("DELETE FROM predictions WHERE id = ?", (int(prediction_id),))
+            self._delete_orphan_images({row[0]})
+        return True
+
+    def feedback_rows(self) -> list[dict[str, Any]]:
+        """Toutes les prédictions qui ont un retour, les plus anciennes d'abord (pour le réentraînement).
+
+        Chaque ligne : ``id``, ``image_sha256``, ``label`` (prédite), ``feedback_label`` (la vraie),
+        ``model_version`` et ``created``.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, image_sha256, label, feedback_label, model_version, created FROM predictions"
+                " WHERE feedback_label IS NOT NULL ORDER BY id"
+            ).fetchall()
+        keys = ("id", "image_sha256", "label", "feedback_label", "model_version", "created")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def close(self) -> None:
         self.stop_retention()

@@ -15,7 +15,9 @@ la boucle de Jupyter reste libre, les cellules suivantes peuvent appeler l'API. 
 démarrage arrête d'abord l'ancien serveur du même port. Aucun ``fork`` ni signal : fonctionne de la
 même façon sous Linux, macOS et Windows, de Python 3.10 à 3.13.
 
-Ce module n'importe ni TensorFlow ni FastAPI : seulement uvicorn.
+Les limites des connexions (délais contre les clients lents, plafond) sont celles des réglages de
+l'application (:mod:`atelier.connection_guard`). Ce module n'importe ni TensorFlow ni FastAPI : seulement
+uvicorn.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import sys
 import threading
 import time
 from typing import Any
+
+from .connection_guard import connection_limits_of, guarded_protocol
 
 __all__ = [
     "PortUnavailableError",
@@ -165,6 +169,7 @@ def start_server(
         host=host,
         port=actual_port,
         loop="asyncio",  # uvloop (if installed) is unavailable on Windows; asyncio is enough here
+        http=guarded_protocol("auto", connection_limits_of(app)),  # slow clients cut, connections capped
         lifespan="auto",
         log_level=log_level,
         access_log=access_log,

@@ -358,7 +358,7 @@ def test_served_version_is_derived_from_the_file_hash(client, models):
 
 
 # --- 5. non-finite values in the history and in the answers -------------------------------------------------
-def test_history_never_stores_and_the_api_never_emits_a_non_finite_value(client, tmp_path):
+def test_history_never_stores_and_the_api_never_emits_a_non_finite_value(models, tmp_path):
     history = History(":memory:")
     with pytest.raises(ValueError, match="non finie"):
         history.add(
@@ -380,15 +380,18 @@ def test_history_never_stores_and_the_api_never_emits_a_non_finite_value(client,
         )
     assert history.count() == 0
     # a row written by an older version, with NaN and Infinity in it
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")  # recent: not pruned by retention
-    with sqlite3.connect(tmp_path / "historique.sqlite3") as db:
+    db_path = tmp_path / "historique.sqlite3"
+    History(db_path).close()  # the table, as an older version left it
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    with sqlite3.connect(db_path) as db:
         db.execute(
             "INSERT INTO predictions (created, label, probabilities, model_version, image_sha256, filename, "
             "duration_ms) VALUES (?, 'mer', ?, '1', '0', NULL, ?)",
             (now, '{"forêt": NaN, "mer": Infinity, "désert": 0.5}', math.inf),
         )
-    page = client.get("/predictions")
-    assert page.status_code == 200, page.text
+    with TestClient(create_app(models["a"], db_path=str(db_path), batching=False)) as client:
+        page = client.get("/predictions")
+    assert page.status_code == 200 and page.json()["total"] == 1, page.text
     item = json.loads(page.text, parse_constant=lambda name: pytest.fail(f"{name} dans la réponse"))["items"][0]
     assert item["probabilities"] == {"forêt": None, "mer": None, "désert": 0.5} and item["duration_ms"] is None
 

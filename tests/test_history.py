@@ -61,3 +61,146 @@ def test_zero_means_unlimited_and_negative_is_refused():
     assert history.prune() == 0 and history.count() == 3
     with pytest.raises(ValueError, match="max_rows"):
         History(":memory:", max_rows=-1)
+
+
+# --- feedback, erasure, stored images -------------------------------------------------------------------
+def add_image(history: History, directory, content: bytes, label: str = "mer") -> tuple[int, str]:
+    """One prediction whose image is stored in *directory* (as the API does)."""
+    import hashlib
+
+    from atelier.image_store import store_image
+
+    digest = hashlib.sha256(content).hexdigest()
+    prediction_id = history.add(
+        label=label,
+        probabilities={label: 1.0},
+        model_version="1",
+        image_sha256=digest,
+        filename="x.png",
+        duration_ms=1.0,
+    )
+    store_image(directory, digest, b"\x89PNG" + content)
+    return prediction_id, digest
+
+
+def test_feedback_is_stored_filtered_and_listed():
+    history = History(":memory:")
+    first, second, third = add(history, 3)  # all predicted "mer"
+    row = history.set_feedback(first, "forêt", comment="  c'était des arbres\x00 ", by="classe-b")
+    assert (row["feedback_label"], row["feedback_comment"], row["feedback_by"]) == (
+        "forêt",
+        "c'était des arbres",
+        "classe-b",
+    )
+    assert row["feedback_at"] and history.get(first) == row
+    history.set_feedback(second, "mer")
+    assert [i["id"] for i in history.page(feedback="wrong")[1]] == [first]
+    assert [i["id"] for i in history.page(feedback="right")[1]] == [second]
+    assert history.page(feedback="none") == (1, [history.get(third)])
+    assert history.page()[0] == 3
+    assert [(r["id"], r["label"], r["feedback_label"]) for r in history.feedback_rows()] == [
+        (first, "mer", "forêt"),
+        (second, "mer", "mer"),
+    ]
+    assert set(history.feedback_rows()[0]) == {
+        "id",
+        "image_sha256",
+        "label",
+        "feedback_label",
+        "model_version",
+        "created",
+    }
+    # A new feedback replaces the old one.
+    history.set_feedback(first, "mer")
+    assert history.page(feedback="wrong")[0] == 0
+
+
+def test_feedback_errors_are_french():
+    from atelier.history import MAX_COMMENT_CHARS, FeedbackError, UnknownPredictionError
+
+    history = History(":memory:")
+    (prediction_id,) = add(history, 1)
+    with pytest.raises(FeedbackError, match="Classes acceptées : forêt, mer, désert, nuageux"):
+        history.set_feedback(prediction_id, "foret")
+    with pytest.raises(FeedbackError, match="Commentaire trop long"):
+        history.set_feedback(prediction_id, "mer", comment="x" * (MAX_COMMENT_CHARS + 1))
+    with pytest.raises(UnknownPredictionError, match="Aucune prédiction numéro 99"):
+        history.set_feedback(99, "mer")
+    with pytest.raises(ValueError, match="Filtre de retour inconnu"):
+        history.page(feedback="faux")
+    assert history.get(prediction_id)["feedback_label"] is None and history.get(99) is None
+
+
+def test_an_old_base_gains_the_feedback_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "ancienne.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE predictions (id INTEGER PRIMARY KEY AUTOINCREMENT, created TEXT NOT NULL, label TEXT NOT NULL,"
+        " probabilities TEXT NOT NULL, model_version TEXT NOT NULL, image_sha256 TEXT NOT NULL, filename TEXT,"
+        " duration_ms REAL NOT NULL)"
+    )
+    conn.execute(
+        "INSERT INTO predictions (created, label, probabilities, model_version, image_sha256, filename, duration_ms)"
+        " VALUES ('2026-01-01T00:00:00.000+00:00', 'mer', '{\"mer\": 1.0}', '1', ?, NULL, 1.0)",
+        ("0" * 64,),
+    )
+    conn.commit()
+    conn.close()
+    history = History(path, retention_days=None)
+    assert history.get(1)["feedback_label"] is None
+    assert history.set_feedback(1, "désert")["feedback_label"] == "désert"
+    History(path, retention_days=None).close()  # a second opening finds the columns already there
+
+
+def test_delete_removes_the_row_and_its_image_unless_shared(tmp_path):
+    from atelier.image_store import find_image
+
+    images = tmp_path / "images"
+    history = History(tmp_path / "h.sqlite3", images_dir=images)
+    alone, alone_digest = add_image(history, images, b"une")
+    twice_a, shared = add_image(history, images, b"deux")
+    twice_b, _ = add_image(history, images, b"deux")
+    assert history.delete(alone) is True and history.get(alone) is None
+    assert find_image(images, alone_digest) is None
+    assert history.delete(alone) is False
+    assert history.delete(twice_a) and find_image(images, shared) is not None  # still used by twice_b
+    assert history.delete(twice_b) and find_image(images, shared) is None
+    assert list(images.iterdir()) == []
+
+
+def test_stored_images_follow_the_retention(tmp_path):
+    from atelier.image_store import find_image
+
+    images = tmp_path / "images"
+    history = History(tmp_path / "h.sqlite3", retention_days=7, max_rows=2, images_dir=images)
+    old, old_digest = add_image(history, images, b"vieille")
+    shared_old, shared = add_image(history, images, b"partagee")
+    age_rows(history, [old, shared_old], 8)
+    _recent, recent_digest = add_image(history, images, b"recente")
+    again, _ = add_image(history, images, b"partagee")  # the same image, sent again: kept with its row
+    newest, newest_digest = add_image(history, images, b"nouvelle")
+    assert history.prune() == 3  # two by age, then one beyond max_rows
+    assert [i["id"] for i in history.page()[1]] == [newest, again]
+    assert find_image(images, old_digest) is None and find_image(images, recent_digest) is None
+    assert find_image(images, shared) is not None and find_image(images, newest_digest) is not None
+    # Without images_dir the history never touches the folder.
+    other = History(":memory:", retention_days=None, max_rows=1)
+    add_image(other, images, b"a")
+    add_image(other, images, b"b")
+    assert other.prune() == 1 and len(list(images.iterdir())) == 4
+
+
+def test_image_store_names_and_finds_images_by_content(tmp_path):
+    from atelier.image_store import delete_image, find_image, store_image
+
+    digest = "a" * 64
+    path = store_image(tmp_path, digest, b"\xff\xd8\xff rest")
+    assert path.name == f"{digest}.jpg" and find_image(tmp_path, digest) == path
+    assert store_image(tmp_path, digest, b"\xff\xd8 other") == path and path.read_bytes() == b"\xff\xd8\xff rest"
+    assert delete_image(tmp_path, digest) and not path.exists() and not delete_image(tmp_path, digest)
+    assert find_image(None, digest) is None and find_image(tmp_path / "absent", digest) is None
+    with pytest.raises(ValueError, match="Empreinte SHA-256 invalide"):
+        find_image(tmp_path, "../../etc/passwd")
+    assert [p.name for p in tmp_path.iterdir()] == []

@@ -62,7 +62,16 @@ def served(saved_model, tmp_path):
     """``python -m atelier serve`` on a free port, with an API key and a temporary history."""
     path, metadata = saved_model
     port = free_port()
-    process = start_serve(path, port, "--api-key", "secret-de-test", "--db", str(tmp_path / "historique.sqlite3"))
+    process = start_serve(
+        path,
+        port,
+        "--api-key",
+        "secret-de-test",
+        "--db",
+        str(tmp_path / "historique.sqlite3"),
+        "--store-images",
+        str(tmp_path / "images"),
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         health = wait_health(url, process)
@@ -94,8 +103,17 @@ def test_serve_health_predict_and_stop(served, tmp_path):
     # the key given on the command line is enforced
     refused = requests.post(url + "/predict", files={"file": ("tuile.jpg", image, "image/jpeg")}, timeout=30)
     assert refused.status_code == 401 and refused.json()["detail"]
-    # the history went to --db
+    # the history went to --db, the image to --store-images, so the prediction can be explained later
     assert (tmp_path / "historique.sqlite3").exists()
+    assert [p.suffix for p in (tmp_path / "images").iterdir()] == [".jpg"]
+    explained = requests.get(
+        f"{url}/predictions/{body['prediction_id']}/explanation",
+        params={"format": "png"},
+        headers={"X-API-Key": "secret-de-test"},
+        timeout=60,
+    )
+    assert explained.status_code == 200 and explained.content.startswith(b"\x89PNG")
+    assert explained.headers["X-Model-Version"] == metadata["version"]
     out = stop(process)
     assert process.returncode == 0, out
     assert f"API de l'atelier en marche sur {url}" in out
@@ -140,10 +158,15 @@ def test_serve_unreadable_model_is_a_french_error(tmp_path):
 
 
 def test_serve_with_two_workers(saved_model, tmp_path):
-    """--workers 2: the factory import string + environment variables, each worker loads the model."""
+    """--workers 2: the factory import string + environment variables, each worker loads the model.
+
+    The workers also get the guarded HTTP protocol by name, with the limits of the options
+    (atelier.api.protocol): a request whose headers never end is cut after --header-timeout.
+    """
     path, metadata = saved_model
     port = free_port()
-    process = start_serve(path, port, "--workers", "2", "--db", str(tmp_path / "h.sqlite3"), "--no-access-log")
+    options = ["--workers", "2", "--db", str(tmp_path / "h.sqlite3"), "--no-access-log", "--header-timeout", "1"]
+    process = start_serve(path, port, *options)
     url = f"http://127.0.0.1:{port}"
     try:
         assert wait_health(url, process, timeout=180)["model_version"] == metadata["version"]
@@ -151,6 +174,12 @@ def test_serve_with_two_workers(saved_model, tmp_path):
         for _ in range(4):
             response = requests.post(url + "/predict", files={"file": ("t.jpg", image, "image/jpeg")}, timeout=60)
             assert response.status_code == 200, response.text
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n")  # the blank line never comes
+            started = time.monotonic()
+            answer = slow.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 408 "), answer
+            assert time.monotonic() - started < 5
     finally:
         out = stop(process)
     assert "Traceback" not in out, out

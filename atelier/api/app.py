@@ -19,14 +19,26 @@ from ..model_follower import ModelFollower
 from ..preprocessing import DecodeBudget
 from ..security import API_KEY_HEADER, ApiKeyMiddleware, BodySizeLimitMiddleware
 from . import openapi
+from .admission import AdmissionMiddleware
 from .errors import install_error_handlers
-from .routes import history, model, predict, repository, web
+from .explanation_pool import ExplanationPool
+from .routes import explain, feedback, history, model, predict, repository, web
 from .settings import ApiSettings
 from .state import ApiState
 from .version_header import ModelVersionHeaderMiddleware
 
 #: Seconds between two applications of the history retention (and once at start-up).
 RETENTION_INTERVAL_S = 60.0
+#: The routers, one per concern, in the order of /docs.
+ROUTERS = (
+    web.router,
+    model.router,
+    repository.router,
+    predict.router,
+    history.router,
+    explain.router,
+    feedback.router,
+)
 
 
 def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides: Any) -> FastAPI:
@@ -46,13 +58,8 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
         settings = settings.replace(**overrides)
     else:
         settings = ApiSettings.from_values(settings, **overrides)
-    history_store = History(settings.db_path, retention_days=settings.history_days, max_rows=settings.history_max_rows)
-    state = ApiState(
-        settings=settings,
-        predictor=None,
-        history=history_store,
-        decode_budget=DecodeBudget(settings.decode_budget_pixels),
-    )
+    state = _new_state(settings)
+    history_store = state.history
     if settings.model_dir is not None:
         state.follower = _follow_repository(state)
     else:
@@ -77,6 +84,7 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
         if state.follower is not None:
             state.follower.stop()
         history_store.stop_retention()
+        state.explanations.close()
         if state.predictor is not None:
             state.predictor.close()  # stops the batching thread (restarted on demand if the app is reused)
         metrics.mark_process_dead()
@@ -92,15 +100,31 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
     )
     app.state.atelier = state
     install_error_handlers(app)
-    routers = (web.router, model.router, repository.router, predict.router, history.router)
-    for router in routers:
+    for router in ROUTERS:
         app.include_router(router)
     web.mount_static(app)
     paths = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
-    paths.update(getattr(route, "path", "") for router in routers for route in router.routes)
+    paths.update(getattr(route, "path", "") for router in ROUTERS for route in router.routes)
     _add_middlewares(app, settings, state, paths)
     openapi.install_openapi(app, protected=bool(settings.api_key))
     return app
+
+
+def _new_state(settings: ApiSettings) -> ApiState:
+    """The state without its predictor yet: history (images follow its retention) and explanation pool."""
+    history_store = History(
+        settings.db_path,
+        retention_days=settings.history_days,
+        max_rows=settings.history_max_rows,
+        images_dir=settings.store_images_dir,
+    )
+    return ApiState(
+        settings=settings,
+        predictor=None,
+        history=history_store,
+        explanations=ExplanationPool(settings.max_explanations_waiting),
+        decode_budget=DecodeBudget(settings.decode_budget_pixels),
+    )
 
 
 def _observed(predictor: Predictor) -> Predictor:
@@ -149,6 +173,8 @@ def _add_middlewares(app: FastAPI, settings: ApiSettings, state: ApiState, paths
         max_bytes=settings.max_upload_bytes,
         limits={("PUT", "/model"): settings.max_model_bytes},
     )
+    # Inside the key check (a request without a key gets its 401, never a 503), outside everything else.
+    app.add_middleware(AdmissionMiddleware, max_inflight=settings.max_inflight)
     public_prefixes = ("/static/", f"{openapi.DOCS_STATIC_URL}/")
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, public_prefixes=public_prefixes)
     if settings.cors_origins:

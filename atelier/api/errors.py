@@ -65,6 +65,8 @@ _FIELD_EXPECTATIONS = {
     "limit": "un entier entre 1 et 500",
     "offset": "un entier entre 0 et 1 000 000 000",
     "reload": "true ou false",
+    "feedback": "wrong, right ou none",
+    "format": "json ou png",
 }
 
 
@@ -82,6 +84,11 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
                 )
             else:
                 messages.append("Le champ « file » doit contenir un fichier image, pas du texte.")
+        elif where == "path":
+            messages.append(f"Paramètre « {name} » invalide dans l'adresse : un entier positif est attendu.")
+        elif where == "body" and kind == "string_too_long":
+            limit = err.get("ctx", {}).get("max_length")
+            messages.append(f"Champ « {name} » trop long : {limit} caractères au plus.")
         elif where == "query":
             expected = _FIELD_EXPECTATIONS.get(name, "une valeur valide")
             messages.append(f"Paramètre « {name} » invalide : {expected} est attendu.")

@@ -15,6 +15,10 @@ TITLE = "Atelier CNN — API de classification d'images satellites"
 VERSION = "1.0"
 TAGS = [
     {"name": "prédiction", "description": "Classer une image et consulter l'historique."},
+    {
+        "name": "explication",
+        "description": "Où le réseau a regardé (Grad-CAM), et les retours des utilisateurs sur ses réponses.",
+    },
     {"name": "modèle", "description": "Le modèle en service et son remplacement à chaud."},
     {"name": "service", "description": "État du service."},
 ]

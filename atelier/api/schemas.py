@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..history import MAX_COMMENT_CHARS
 from ..model_io import METADATA_FORMAT
 
 
@@ -101,6 +102,15 @@ class HistoryItem(_Strict):
         description="Nom de fichier envoyé par le client, nettoyé (jamais utilisé comme chemin)."
     )
     duration_ms: float | None
+    feedback_label: str | None = Field(
+        description="La vraie classe selon l'utilisateur (POST /predictions/{id}/feedback), ou null sans retour.",
+        examples=["forêt"],
+    )
+    feedback_comment: str | None = Field(description="Son commentaire, s'il en a laissé un.", examples=[None])
+    feedback_by: str | None = Field(
+        description="Qui a donné le retour : le nom de la clé d'API quand l'API en a, sinon null.", examples=[None]
+    )
+    feedback_at: str | None = Field(description="Date UTC du retour, ISO 8601.", examples=[None])
 
 
 class HistoryOut(_Strict):
@@ -108,6 +118,66 @@ class HistoryOut(_Strict):
     limit: int
     offset: int
     items: list[HistoryItem] = Field(description="Les prédictions, les plus récentes d'abord.")
+
+
+class FeedbackIn(_Strict):
+    label: str = Field(
+        description="La vraie classe de l'image : forêt, mer, désert ou nuageux (la classe prédite si c'est juste).",
+        examples=["forêt"],
+    )
+    comment: str | None = Field(
+        default=None,
+        max_length=MAX_COMMENT_CHARS,
+        description=f"Commentaire facultatif ({MAX_COMMENT_CHARS} caractères au plus).",
+        examples=["Une forêt sous une fine couche de nuages."],
+    )
+
+
+class FeedbackOut(HistoryItem):
+    image_stored: bool = Field(
+        description="L'image de cette prédiction est gardée par le serveur (--store-images) : le retour "
+        "pourra servir au réentraînement."
+    )
+
+
+class DeletedOut(_Strict):
+    status: str = Field(examples=["effacée"])
+    prediction_id: int = Field(examples=[42])
+    image_deleted: bool = Field(
+        description="L'image gardée a été effacée aussi (faux si le serveur ne garde pas les images, ou si une "
+        "autre prédiction de l'historique a la même image : elle est effacée avec la dernière)."
+    )
+
+
+class HeatmapOut(_Strict):
+    overlay_png: str = Field(description="La carte superposée à l'image (ce que le réseau a vu), PNG en base64.")
+    map_png: str = Field(
+        description="La carte brute, PNG en niveaux de gris et en base64, à la taille d'entrée du réseau "
+        "(255 = la zone qui a le plus poussé vers la classe prédite, 0 = aucune contribution)."
+    )
+    map: list[list[float]] = Field(description="La même carte en nombres, entre 0 et 1 (lignes de haut en bas).")
+    size: list[int] = Field(description="Hauteur et largeur de la carte, en pixels.", examples=[[64, 64]])
+
+
+class ExplanationOut(_Strict):
+    label: str = Field(description="Classe prédite, celle que la carte explique.", examples=["forêt"])
+    probabilities: dict[str, float] = Field(examples=[{"forêt": 0.91, "mer": 0.04, "désert": 0.02, "nuageux": 0.03}])
+    confidence: float = Field(examples=[0.91])
+    model_version: str = Field(
+        description="Version du modèle qui a calculé la prédiction et la carte (la même pour les deux).",
+        examples=["cnn-3f2a9c1d"],
+    )
+    prediction_id: int | None = Field(
+        description="Pour GET /predictions/{id}/explanation : le numéro de la prédiction ; null pour POST /explain "
+        "(qui n'ajoute rien à l'historique).",
+        examples=[None],
+    )
+    recorded_model_version: str | None = Field(
+        description="Pour GET /predictions/{id}/explanation : la version enregistrée avec la prédiction (si elle "
+        "diffère de model_version, le modèle a changé depuis et l'explication est celle du modèle en service).",
+        examples=[None],
+    )
+    heatmap: HeatmapOut
 
 
 class ModelSwapOut(_Strict):

@@ -18,10 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..connection_guard import (
+    DEFAULT_BODY_MIN_RATE,
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    ConnectionLimits,
+)
 from ..history import DEFAULT_MAX_ROWS, DEFAULT_RETENTION_DAYS
 from ..inference import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUED
 from ..model_repository import DEFAULT_MIN_ACCURACY, DEFAULT_POLL_SECONDS
 from ..preprocessing import ALLOWED_FORMATS, DECODE_BUDGET_PIXELS, MAX_PIXELS
+from .admission import DEFAULT_MAX_INFLIGHT
+from .explanation_pool import DEFAULT_MAX_WAITING
 
 _MIB = 1024 * 1024
 
@@ -240,6 +249,16 @@ class ApiSettings:
             parse=_path,
         ),
     )
+    max_explanations_waiting: int = field(
+        default=DEFAULT_MAX_WAITING,
+        metadata=_spec(
+            doc="explications (Grad-CAM) en attente au-delà desquelles /explain répond 503 ; elles sont calculées "
+            "une à la fois, dans leur propre fil, sans ralentir /predict",
+            env="ATELIER_MAX_EXPLAIN_QUEUE",
+            parse=_number(int),
+            check=_non_negative_int,
+        ),
+    )
     cors_origins: tuple[str, ...] = field(
         default=(),
         metadata=_spec(
@@ -282,6 +301,55 @@ class ApiSettings:
         metadata=_spec(
             doc="images en attente du modèle au-delà desquelles /predict répond 503 tout de suite (délestage)",
             env="ATELIER_MAX_QUEUE",
+            parse=_number(int),
+            check=_positive_int,
+        ),
+    )
+    max_inflight: int = field(
+        default=DEFAULT_MAX_INFLIGHT,
+        metadata=_spec(
+            doc="requêtes /predict en cours au-delà desquelles une nouvelle reçoit 503 et Retry-After tout de "
+            "suite, sans être lue (délestage, atelier.api.admission ; 0 : pas de limite)",
+            env="ATELIER_MAX_INFLIGHT",
+            parse=_number(int),
+            check=_non_negative_int,
+        ),
+    )
+    max_connections: int = field(
+        default=DEFAULT_MAX_CONNECTIONS,
+        metadata=_spec(
+            doc="connexions ouvertes au-delà desquelles chaque requête d'une nouvelle connexion reçoit 503 "
+            "(atelier.connection_guard ; 0 : pas de plafond)",
+            env="ATELIER_MAX_CONNECTIONS",
+            parse=_number(int),
+            check=_non_negative_int,
+        ),
+    )
+    header_timeout: float = field(
+        default=DEFAULT_HEADER_TIMEOUT_S,
+        metadata=_spec(
+            doc="secondes pour recevoir la ligne de requête et les en-têtes, sinon 408 et connexion fermée "
+            "(contre les clients lents, « slowloris » ; 0 : pas de délai)",
+            env="ATELIER_HEADER_TIMEOUT",
+            parse=_number(float),
+            check=_non_negative,
+        ),
+    )
+    body_timeout: float = field(
+        default=DEFAULT_BODY_TIMEOUT_S,
+        metadata=_spec(
+            doc="fenêtre, en secondes, pendant laquelle un corps pas encore complet doit arriver au débit "
+            "body_min_rate, sinon 408 et connexion fermée (0 : pas de délai)",
+            env="ATELIER_BODY_TIMEOUT",
+            parse=_number(float),
+            check=_non_negative,
+        ),
+    )
+    body_min_rate: int = field(
+        default=DEFAULT_BODY_MIN_RATE,
+        metadata=_spec(
+            doc="débit minimal, en octets par seconde, d'un corps de requête (moyenne sur body_timeout)",
+            env="ATELIER_BODY_MIN_RATE",
             parse=_number(int),
             check=_positive_int,
         ),
@@ -334,6 +402,15 @@ class ApiSettings:
             if expected:
                 received = "" if item.metadata["secret"] else f" (reçu : {getattr(self, item.name)!r})"
                 raise ValueError(f"{item.name} doit être {expected}{received}.")
+
+    def connection_limits(self) -> ConnectionLimits:
+        """Les limites de connexion de ces réglages, pour le protocole HTTP (:mod:`atelier.connection_guard`)."""
+        return ConnectionLimits(
+            max_connections=self.max_connections,
+            header_timeout=self.header_timeout,
+            body_timeout=self.body_timeout,
+            body_min_rate=self.body_min_rate,
+        )
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

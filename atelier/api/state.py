@@ -9,8 +9,6 @@ FastAPI : mesuré, elle coûte environ 0,1 ms de processeur par requête, un qua
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +18,14 @@ import numpy as np
 from fastapi import Depends, Request
 
 from .. import metrics
+from ..explanation import Explanation, explain_image
 from ..history import History
+from ..image_store import store_image
 from ..inference import Predictor, PredictorUnavailableError
 from ..model_follower import ModelFollower
 from ..model_io import ModelFileError
 from ..preprocessing import DecodeBudget, load_image
+from .explanation_pool import ExplanationPool
 from .settings import ApiSettings
 
 
@@ -47,6 +48,7 @@ class ApiState:
     predictor: Predictor | None
     history: History
     follower: ModelFollower | None = None
+    explanations: ExplanationPool = field(default_factory=ExplanationPool)
     #: Bounds the pixels of large images decoding at the same time (memory), see atelier.preprocessing.
     decode_budget: DecodeBudget = field(default_factory=DecodeBudget)
 
@@ -74,13 +76,7 @@ class ApiState:
         start = time.perf_counter()
         settings = self.settings
         predictor = self.serving_predictor()
-        image = load_image(
-            data,
-            predictor.current.image_size,
-            max_pixels=settings.max_pixels,
-            formats=settings.formats,
-            budget=self.decode_budget,
-        )
+        image = self._decode(data, predictor.current.image_size)
         metrics.QUEUE_DEPTH.inc()
         try:
             prediction = predictor.predict_array(image)
@@ -94,8 +90,6 @@ class ApiState:
         probabilities = prediction.as_dict()
         label = prediction.label
         digest = hashlib.sha256(data).hexdigest()
-        if settings.store_images_dir is not None:
-            store_image(settings.store_images_dir, digest, data)
         duration_ms = (time.perf_counter() - start) * 1000
         prediction_id = self.history.add(
             label=label,
@@ -105,6 +99,9 @@ class ApiState:
             filename=filename,
             duration_ms=duration_ms,
         )
+        if settings.store_images_dir is not None:
+            # After the row: the retention never sees this image without a row that refers to it.
+            store_image(settings.store_images_dir, digest, data)
         return {
             "label": label,
             "probabilities": probabilities,
@@ -114,6 +111,22 @@ class ApiState:
             "duration_ms": round(duration_ms, 3),
             **self._uncertainty(probabilities[label]),
         }
+
+    def _decode(self, data: bytes, size: int) -> Any:
+        """The workshop's preprocessing (:func:`atelier.preprocessing.load_image`) with the API's limits."""
+        settings = self.settings
+        return load_image(
+            data, size, max_pixels=settings.max_pixels, formats=settings.formats, budget=self.decode_budget
+        )
+
+    def explain_bytes(self, data: bytes) -> Explanation:
+        """Prédiction + Grad-CAM d'une image, dans le fil des explications (:mod:`atelier.api.explanation_pool`).
+
+        Un seul modèle (celui en service au début du calcul) donne la prédiction et la carte, avec le
+        prétraitement de ``/predict``.
+        """
+        serving = self.serving_predictor().current
+        return explain_image(serving, self._decode(data, serving.image_size))
 
     def _uncertainty(self, confidence: float) -> dict[str, Any]:
         """Optional « je ne sais pas » signal: only when a threshold is configured (chapter 6)."""
@@ -160,28 +173,3 @@ async def get_state(request: Request) -> ApiState:
 
 
 AppState = Annotated[ApiState, Depends(get_state)]
-
-_IMAGE_SUFFIXES = (
-    (b"\xff\xd8", ".jpg"),
-    (b"\x89PNG", ".png"),
-    (b"BM", ".bmp"),
-    (b"II*\x00", ".tif"),
-    (b"MM\x00*", ".tif"),
-)
-
-
-def store_image(directory: Path, digest: str, data: bytes) -> None:
-    """Copie une image reçue sous ``<sha256>.<ext>`` : nommée par son contenu, jamais par le nom du client."""
-    suffix = (
-        ".webp"
-        if data[:4] == b"RIFF" and data[8:12] == b"WEBP"
-        else next((ext for magic, ext in _IMAGE_SUFFIXES if data.startswith(magic)), ".img")
-    )
-    target = directory / f"{digest}{suffix}"
-    if target.exists():
-        return
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".recu-", suffix=".tmp")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, target)

@@ -18,6 +18,8 @@ from .repository import add_min_accuracy_argument, add_model_dir_argument, min_a
 FACTORY = "atelier.api:create_app_from_env"
 #: Seconds a worker may take to answer uvicorn's health check (it loads TensorFlow and the model first).
 WORKER_STARTUP_TIMEOUT_S = 120
+#: The guarded HTTP protocol of the worker processes, by name (their configuration is pickled).
+WORKER_PROTOCOL = "atelier.api.protocol:AutoProtocol"
 
 
 def _serve_args(parser: argparse.ArgumentParser) -> None:
@@ -73,8 +75,55 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
         "« :memory: » pour le garder en mémoire)",
     )
     parser.add_argument(
+        "--store-images",
+        type=Path,
+        default=None,
+        metavar="DOSSIER",
+        help="garder les images reçues dans DOSSIER, sous <sha256>.<ext> (défaut : $ATELIER_STORE_IMAGES ou "
+        "aucune) ; elles suivent la rétention de l'historique et DELETE /predictions/{id} les efface ; "
+        "nécessaire pour GET /predictions/{id}/explanation et le réentraînement",
+    )
+    parser.add_argument(
         "--no-access-log", dest="access_log", action="store_false", help="ne pas écrire une ligne par requête"
     )
+    _overload_args(parser)
+
+
+#: Overload options → (environment variable read by ApiSettings, type, help).
+OVERLOAD_OPTIONS = {
+    "max_inflight": (
+        "ATELIER_MAX_INFLIGHT",
+        int,
+        "requêtes /predict en cours au-delà desquelles une nouvelle reçoit 503 tout de suite (défaut : 32 ; 0 : sans "
+        "limite)",
+    ),
+    "max_connections": (
+        "ATELIER_MAX_CONNECTIONS",
+        int,
+        "connexions ouvertes au-delà desquelles une nouvelle connexion reçoit 503 (défaut : 1000 ; 0 : sans plafond)",
+    ),
+    "header_timeout": (
+        "ATELIER_HEADER_TIMEOUT",
+        float,
+        "secondes pour recevoir les en-têtes d'une requête, sinon 408 (défaut : 10 ; 0 : sans délai)",
+    ),
+    "body_timeout": (
+        "ATELIER_BODY_TIMEOUT",
+        float,
+        "fenêtre en secondes où un corps incomplet doit arriver à --body-min-rate, sinon 408 (défaut : 10)",
+    ),
+    "body_min_rate": (
+        "ATELIER_BODY_MIN_RATE",
+        int,
+        "débit minimal d'un corps de requête, en octets par seconde (défaut : 4096)",
+    ),
+}
+
+
+def _overload_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("surcharge et clients lents (voir le README, « Sous la charge »)")
+    for name, (_, kind, help_text) in OVERLOAD_OPTIONS.items():
+        group.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=help_text)
 
 
 def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -124,6 +173,11 @@ def _check_options(args: argparse.Namespace) -> None:
     for name in ("history_days", "history_max_rows"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             raise CliError(f"--{name.replace('_', '-')} doit être positif ou nul (reçu : {getattr(args, name)}).")
+    for name in OVERLOAD_OPTIONS:
+        value = getattr(args, name)
+        if value is not None and (value < 0 or (name == "body_min_rate" and value == 0)):
+            expected = "positif" if name == "body_min_rate" else "positif ou nul"
+            raise CliError(f"--{name.replace('_', '-')} doit être {expected} (reçu : {value}).")
     if not 1 <= args.port <= 65535:
         raise CliError(f"--port doit être entre 1 et 65535 (reçu : {args.port}).")
     if args.workers < 1:
@@ -147,11 +201,14 @@ def _export_settings(args: argparse.Namespace, model_dir: Path | None, model: Pa
         "ATELIER_HISTORY_DAYS": args.history_days,
         "ATELIER_HISTORY_MAX_ROWS": args.history_max_rows,
     }
+    options.update({env: getattr(args, name) for name, (env, _, _) in OVERLOAD_OPTIONS.items()})
     for env, value in options.items():
         if value is not None:
             os.environ[env] = str(value)
     if args.api_key:
         os.environ["ATELIER_API_KEY"] = args.api_key
+    if args.store_images is not None:
+        os.environ["ATELIER_STORE_IMAGES"] = str(Path(args.store_images).expanduser().resolve())
     if args.db is not None:
         db = str(args.db)
         os.environ["ATELIER_DB"] = db if db == ":memory:" else str(Path(db).expanduser().resolve())
@@ -162,6 +219,7 @@ def _run_one_process(args: argparse.Namespace, sock: socket.socket, url: str) ->
     import uvicorn
 
     from ..api import create_app_from_env
+    from ..connection_guard import connection_limits_of, guarded_protocol
 
     try:
         app = create_app_from_env()  # model errors (ModelFileError) are printed in French by the CLI
@@ -173,6 +231,7 @@ def _run_one_process(args: argparse.Namespace, sock: socket.socket, url: str) ->
         host=args.host,
         port=args.port,
         loop="asyncio",
+        http=guarded_protocol("auto", connection_limits_of(app)),  # slow clients cut, connections capped
         log_level="info",
         access_log=args.access_log,
         timeout_graceful_shutdown=10,
@@ -213,6 +272,7 @@ def _run_workers(args: argparse.Namespace, model: Path | None, url: str) -> None
             # Each worker imports TensorFlow and loads its model before answering uvicorn's health
             # checks: 5 s (uvicorn's default) is too short on a busy laptop, the worker would be killed.
             timeout_worker_healthcheck=WORKER_STARTUP_TIMEOUT_S,
+            http=WORKER_PROTOCOL,
             log_level="info",
             access_log=args.access_log,
             timeout_graceful_shutdown=10,

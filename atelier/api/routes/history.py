@@ -1,15 +1,16 @@
-"""``GET /predictions`` : l'historique des prédictions, le plus récent d'abord."""
+"""``GET /predictions`` (historique, le plus récent d'abord, filtré sur les retours), ``DELETE /predictions/{id}``."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import documented
-from ..schemas import HistoryOut
-from ..state import AppState
+from ...image_store import find_image
+from ..errors import documented, error_response
+from ..schemas import DeletedOut, HistoryOut
+from ..state import ApiState, AppState
 
 router = APIRouter(tags=["prédiction"])
 
@@ -20,7 +21,12 @@ MAX_OFFSET = 1_000_000_000
 @router.get(
     "/predictions",
     summary="Historique des prédictions",
-    description="Les prédictions enregistrées, les plus récentes d'abord, par pages (`limit`, `offset`).",
+    description=(
+        "Les prédictions enregistrées, les plus récentes d'abord, par pages (`limit`, `offset`), avec le retour "
+        "de l'utilisateur s'il y en a un (`feedback_label`…). `feedback=wrong` : seulement celles jugées fausses, "
+        "`right` : jugées justes, `none` : sans retour ; `total` compte les prédictions du filtre.\n\n"
+        'Exemple : `curl "http://127.0.0.1:8000/predictions?feedback=wrong"`'
+    ),
     response_model=HistoryOut,
     responses=documented({422: "Paramètre invalide."}),
 )
@@ -35,6 +41,44 @@ async def predictions(
             description="Nombre de prédictions à sauter (0 pour la plus récente ; au plus 1 000 000 000).",
         ),
     ] = 0,
+    feedback: Annotated[
+        Literal["wrong", "right", "none"] | None,
+        Query(description="Filtrer sur le retour : `wrong` (faux), `right` (juste) ou `none` (sans retour)."),
+    ] = None,
 ) -> dict[str, Any]:
-    total, items = await run_in_threadpool(state.history.page, limit, offset)
+    total, items = await run_in_threadpool(state.history.page, limit, offset, feedback)
     return {"total": total, "limit": limit, "offset": offset, "items": items}  # validated by HistoryOut
+
+
+def _delete(state: ApiState, prediction_id: int) -> dict[str, Any] | None:
+    row = state.history.get(prediction_id)
+    if row is None:
+        return None
+    directory = state.settings.store_images_dir
+    had_image = find_image(directory, row["image_sha256"]) is not None
+    if not state.history.delete(prediction_id):  # erased meanwhile by another request or the retention
+        return None
+    gone = had_image and find_image(directory, row["image_sha256"]) is None
+    return {"status": "effacée", "prediction_id": prediction_id, "image_deleted": gone}
+
+
+@router.delete(
+    "/predictions/{prediction_id}",
+    summary="Effacer une prédiction et son image",
+    description=(
+        "Droit à l'effacement : la prédiction quitte l'historique, avec son retour, et son image gardée "
+        "(`--store-images`) est effacée du disque — sauf si une autre prédiction de l'historique a exactement la "
+        "même image : elle est alors effacée avec la dernière.\n\n"
+        "Exemple : `curl -X DELETE http://127.0.0.1:8000/predictions/42`"
+    ),
+    response_model=DeletedOut,
+    responses=documented({404: "Aucune prédiction n'a ce numéro.", 422: "Numéro de prédiction invalide."}),
+)
+async def delete_prediction(
+    state: AppState,
+    prediction_id: Annotated[int, Path(ge=1, description="Le numéro de la prédiction (prediction_id).")],
+) -> Any:
+    deleted = await run_in_threadpool(_delete, state, prediction_id)
+    if deleted is None:
+        return error_response(404, f"Aucune prédiction numéro {prediction_id} dans l'historique.")
+    return deleted
