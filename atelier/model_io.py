@@ -7,6 +7,7 @@ dans l'ordre des sorties du réseau et la taille des images attendues.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -42,7 +43,7 @@ class ModelInfo:
     def image_size(self) -> int:
         return int(self.metadata["image_size"])
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
         """La version servie, dérivée du fichier par :func:`served_version` (pas recopiée des métadonnées)."""
         return served_version(self.metadata, self.sha256, self.path)

@@ -145,6 +145,20 @@ def test_small_images_never_wait_and_large_ones_wait_a_bounded_time():
     assert budget.in_use == 0
 
 
+def test_a_busy_decode_budget_gives_a_french_503_with_retry_after(client):
+    """/predict and /explain: a large image that waits too long for the budget is a 503, never a 500."""
+    state = client.app.state.atelier
+    state.decode_budget = DecodeBudget(1000, small_pixels=64 * 64, wait_s=0.2)
+    large = encode(textured_rgb(size=64).resize((600, 600)), "PNG")
+    with state.decode_budget.reserve(10**6):  # another large image holds the whole budget
+        for route in ("/predict", "/explain"):
+            response = client.post(route, files={"file": ("grande.png", large)})
+            assert response.status_code == 503, (route, response.text)
+            assert "réessayez" in french(response) and response.headers["retry-after"] == "1"
+        assert client.post("/predict", files={"file": ("t.jpg", JPEG)}).status_code == 200  # small: no wait
+    assert client.post("/predict", files={"file": ("grande.png", large)}).status_code == 200
+
+
 # --- 2. the swap check runs the candidate on real images ----------------------------------------------------
 def test_the_hostile_model_passes_random_images_but_not_real_ones(models):
     """The test model is hostile the way the issue says: finite on random images, NaN on real photos."""

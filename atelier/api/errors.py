@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..inference import PredictorUnavailableError
 from ..preprocessing import (
     CorruptImageError,
+    DecodeBusyError,
     EmptyImageError,
     ImageError,
     ImageTooLargeError,
@@ -136,8 +137,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": detail}, status_code=status, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(PredictorUnavailableError)
-    async def _unavailable(request: Request, exc: PredictorUnavailableError) -> JSONResponse:
-        # No model yet (empty model repository), queue full or shutting down: come back in a moment.
+    @app.exception_handler(DecodeBusyError)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # No model yet (empty model repository), queue full, shutting down, or too many large images decoding
+        # (POST /explain…): come back in a moment.
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(RecursionError)
