@@ -192,8 +192,8 @@ def test_openapi_documents_the_new_routes(stored):
     client, _ = stored
     paths = client.get("/openapi.json").json()["paths"]
     expected = {
-        ("/explain", "post"): {"200", "400", "401", "413", "415", "422", "503"},
-        ("/predictions/{prediction_id}/explanation", "get"): {"200", "401", "404", "409", "422", "503"},
+        ("/explain", "post"): {"200", "400", "401", "413", "415", "422", "501", "503"},
+        ("/predictions/{prediction_id}/explanation", "get"): {"200", "401", "404", "409", "422", "501", "503"},
         ("/predictions/{prediction_id}/feedback", "post"): {"200", "401", "404", "422"},
         ("/predictions/{prediction_id}", "delete"): {"200", "401", "404", "422"},
         ("/predictions", "get"): {"200", "401", "422"},
@@ -246,3 +246,16 @@ def test_an_explanation_in_progress_does_not_block_predict(saved_model, monkeypa
     finally:
         release.set()
         app.state.atelier.explanations.close()
+
+
+def test_a_model_grad_cam_cannot_walk_gets_a_french_501(tmp_path):
+    """A nested transfer model (chapter 3) has no convolution of its own: /explain says so, /predict works."""
+    from atelier.backbone import build_transfer_model
+    from atelier.model_io import save_model
+
+    path = tmp_path / "transfert.keras"
+    save_model(build_transfer_model(CLASSES, augment=False), path, classes=CLASSES, data_source="test", metrics={})
+    with TestClient(create_app(path, db_path=":memory:")) as client:
+        assert _predict(client)["label"] in CLASSES
+        files = {"file": ("a.png", encode(textured_rgb(), "PNG"))}
+        _french(client.post("/explain", files=files), 501, "Grad-CAM", "POST /predict fonctionne")

@@ -463,3 +463,129 @@ def test_layout_contrast_and_screenshots_at_desktop_and_phone_width(browser, ser
                 shutil.copy(path, ROOT / "docs" / "capture-client-web.png")
         finally:
             visit.close()
+
+
+# ------------------------------------------------------------------- heatmap, feedback and its filter
+def _api_json(base_url: str, path: str) -> dict:
+    with urllib.request.urlopen(base_url.rstrip("/") + path, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _shown_prediction(page) -> int:
+    return int(page.get_attribute("#suite", "data-prediction"))
+
+
+def test_heatmap_toggle_shows_the_overlay(visit):
+    page = visit.open()
+    assert page.is_hidden("#suite")
+    predict(page, image_file("carte.jpg", CLASS_COLOURS["forêt"], seed=31))
+    toggle = page.locator("#bascule-carte")
+    assert toggle.get_attribute("aria-pressed") == "false" and page.is_hidden("#carte")
+    toggle.focus()
+    page.keyboard.press("Enter")  # reachable and usable from the keyboard
+    page.wait_for_selector("#carte:visible")
+    assert toggle.get_attribute("aria-pressed") == "true" and toggle.inner_text() == "Cacher la carte de chaleur"
+    src = page.get_attribute("#carte-image", "src")
+    assert src.startswith("data:image/png;base64,")
+    assert page.evaluate("document.getElementById('carte-image').naturalWidth") == 256  # the overlay really loaded
+    version = page.inner_text("#version-modele").rsplit(" ", 1)[-1]
+    assert version in page.inner_text("#carte-legende") and "Grad-CAM" in page.inner_text("#carte-legende")
+    assert page.get_attribute("#carte-etat", "aria-live") == "polite"
+    assert page.get_attribute("#carte-image", "alt")
+    toggle.click()
+    assert page.is_hidden("#carte") and toggle.get_attribute("aria-pressed") == "false"
+    toggle.click()  # shown again from the explanation already received: one POST /explain only
+    page.wait_for_selector("#carte:visible")
+    assert sum(url.endswith("/explain") for url in visit.requests) == 1
+    assert not visit.console_errors, visit.console_errors
+
+
+def test_feedback_buttons_store_right_and_wrong(visit, server):
+    page = visit.open()
+    predict(page, image_file("juste.jpg", seed=32))
+    right_id, predicted = _shown_prediction(page), page.get_attribute("#classe-nom", "data-label")
+    page.click("#retour-juste")
+    page.wait_for_selector("#retour-etat:has-text('juste')")
+    assert page.get_attribute("#retour-juste", "aria-pressed") == "true"
+    page.wait_for_selector(f"#historique-lignes tr[data-id='{right_id}'] td[data-feedback='right']")
+    assert "juste" in page.inner_text(f"#historique-lignes tr[data-id='{right_id}'] td[data-feedback]")
+
+    predict(page, image_file("faux.jpg", seed=33))
+    wrong_id, predicted = _shown_prediction(page), page.get_attribute("#classe-nom", "data-label")
+    options = page.locator("#retour-classe option").evaluate_all("o => o.map(x => x.value)")
+    assert sorted(options) == sorted(c for c in CLASSES if c != predicted)  # the predicted class is not offered
+    truth = options[-1]
+    page.select_option("#retour-classe", truth)
+    name = page.inner_text("#retour-classe option:checked")
+    assert page.inner_text("#retour-faux").replace("\xa0", " ") == f"C'est faux : c'était {name}"
+    page.click("#retour-faux")
+    page.wait_for_selector(f"#historique-lignes tr[data-id='{wrong_id}'] td[data-feedback='wrong']")
+    assert name in page.inner_text(f"#historique-lignes tr[data-id='{wrong_id}'] td[data-feedback]")
+    assert name in page.inner_text("#retour-etat") and page.get_attribute("#retour-etat", "aria-live") == "polite"
+    # What the API stored.
+    wrong = {i["id"]: i for i in _api_json(server.url, "/predictions?feedback=wrong&limit=500")["items"]}
+    right = {i["id"]: i for i in _api_json(server.url, "/predictions?feedback=right&limit=500")["items"]}
+    assert wrong[wrong_id]["feedback_label"] == truth and right_id in right and wrong_id not in right
+    assert not visit.console_errors, visit.console_errors
+
+
+def test_history_filter_on_feedback(visit, server):
+    page = visit.open()
+    predict(page, image_file("sans-retour.jpg", seed=34))
+    predict(page, image_file("a-corriger.jpg", seed=35))
+    page.select_option("#retour-classe", index=0)
+    page.click("#retour-faux")
+    page.wait_for_selector("#retour-etat:has-text('Correction enregistrée')")
+    for value in ("wrong", "right", "none"):
+        page.select_option("#filtre-retour", value)
+        page.wait_for_selector(f"#historique[data-filter='{value}']")
+        expected = _api_json(server.url, f"/predictions?feedback={value}&limit=20")
+        assert visit.history_total() == expected["total"] > 0, value
+        marks = page.locator("#historique-lignes td[data-feedback]").evaluate_all("c => c.map(x => x.dataset.feedback)")
+        assert marks == [value] * len(expected["items"]), value
+        ids = page.locator("#historique-lignes tr").evaluate_all("r => r.map(x => Number(x.dataset.id))")
+        assert ids == [i["id"] for i in expected["items"]], value
+    assert page.locator("label[for='filtre-retour']").count() == 1
+    page.select_option("#filtre-retour", "")
+    page.wait_for_selector("#historique[data-filter='']")
+    assert visit.history_total() == _api_json(server.url, "/predictions?limit=1")["total"]
+
+
+def test_explanation_and_feedback_layout_and_screenshots(browser, server, tmp_path):
+    """With the heatmap shown and a correction sent: contrast, no overflow at phone width, screenshots."""
+    tiles = os.environ.get("ATELIER_WEB_IMAGES")
+    files = [image_file("foret-amazonie.jpg", CLASS_COLOURS["forêt"], seed=41)]
+    if tiles:
+        files = [
+            {"name": path.name, "mimeType": "image/jpeg", "buffer": path.read_bytes()}
+            for path in sorted(Path(tiles).iterdir())
+            if path.suffix.lower() in (".jpg", ".jpeg")
+        ]
+    for name, options in (
+        ("explication-bureau.png", {"viewport": {"width": 1280, "height": 900}}),
+        (
+            "explication-telephone.png",
+            {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True},
+        ),
+    ):
+        visit = Visit(browser, server.url, **options)
+        try:
+            page = visit.open()
+            for file in files:
+                predict(page, file)
+            page.click("#retour-juste")
+            page.wait_for_selector("#retour-etat:has-text('Merci')")
+            page.click("#bascule-carte")
+            page.wait_for_selector("#carte:visible")
+            page.wait_for_function("() => document.getElementById('carte-image').complete")
+            page.wait_for_timeout(500)  # bar and new-row animations
+            low = page.evaluate(_CONTRAST_JS)
+            assert low == [], f"contraste < 4,5:1 ({name}) : {low}"
+            layout = page.evaluate(_OVERFLOW_JS)
+            assert layout["scroll"] <= layout["width"], f"défilement horizontal ({name}) : {layout}"
+            assert layout["wide"] == [], f"éléments qui dépassent ({name}) : {layout}"
+            path = _save(page, name, tmp_path)
+            if os.environ.get("ATELIER_CAPTURE_DOCS") == "1":
+                shutil.copy(path, ROOT / "docs" / f"capture-{name}")
+        finally:
+            visit.close()

@@ -3,7 +3,10 @@
 // It talks only to the workshop's API, on the same server:
 //   GET /health       → {"status": "ok", "model_version": …}
 //   POST /predict     → multipart field "file" → {"label", "probabilities", "model_version", "prediction_id", …}
-//   GET /predictions  → {"total", "limit", "offset", "items": [{id, created, label, probabilities, model_version, filename, …}]}
+//   POST /explain     → multipart field "file" → {"label", "model_version", "heatmap": {"overlay_png": <base64>, …}, …}
+//   POST /predictions/{id}/feedback → JSON {"label"} → the history row with its feedback
+//   GET /predictions  → {"total", "limit", "offset", "items": [{id, created, label, probabilities, model_version, filename,
+//                        feedback_label, …}]}; ?feedback=wrong|right|none filters on the feedback
 // Every error is JSON {"detail": "<French message>"}; it is shown as it is.
 //
 // Server data is always inserted as text (textContent, never innerHTML): a file name such as
@@ -51,6 +54,17 @@
     historyState: $("historique-etat"),
     historyTable: $("historique"),
     historyRows: $("historique-lignes"),
+    historyFilter: $("filtre-retour"),
+    followUp: $("suite"),
+    heatmapToggle: $("bascule-carte"),
+    heatmapState: $("carte-etat"),
+    heatmap: $("carte"),
+    heatmapImage: $("carte-image"),
+    heatmapCaption: $("carte-legende"),
+    feedbackRight: $("retour-juste"),
+    feedbackWrong: $("retour-faux"),
+    feedbackClass: $("retour-classe"),
+    feedbackState: $("retour-etat"),
   };
 
   // ------------------------------------------------------------------ helpers
@@ -276,6 +290,8 @@
     el.result.setAttribute("aria-busy", "true");
     el.resultEmpty.hidden = true;
     el.prediction.hidden = true;
+    el.followUp.hidden = true;
+    current = null;
     el.waiting.hidden = false;
     const form = new FormData();
     form.append("file", file, file.name || "image");
@@ -284,6 +300,7 @@
       if (mine !== sequence) return;
       pendingFile = null;
       showPrediction(result, file);
+      prepareFollowUp(result, file);
       if (result.model_version) showModelVersion(result.model_version);
       loadHistory(result.prediction_id);
     } catch (error) {
@@ -352,13 +369,116 @@
     el.prediction.hidden = false;
   }
 
+  // ------------------------------------------------------------------ heatmap and feedback
+  let current = null; // {result, file, explanation}: the answer shown, its image and its explanation once asked
+
+  function prepareFollowUp(result, file) {
+    current = { result, file, explanation: null };
+    showHeatmap(false);
+    el.heatmapState.textContent = "";
+    el.heatmapImage.removeAttribute("src");
+    const others = Object.keys(CLASSES).filter((label) => label !== result.label);
+    el.feedbackClass.replaceChildren(
+      ...others.map((label) => make("option", { text: classInfo(label).name, attrs: { value: label } })),
+    );
+    updateWrongButton();
+    for (const button of [el.feedbackRight, el.feedbackWrong]) {
+      button.disabled = result.prediction_id === undefined;
+      button.setAttribute("aria-pressed", "false");
+    }
+    el.feedbackState.textContent = "";
+    el.followUp.dataset.prediction = String(result.prediction_id ?? "");
+    el.followUp.hidden = false;
+  }
+
+  function updateWrongButton() {
+    const label = el.feedbackClass.value;
+    el.feedbackWrong.textContent = label ? `C'est faux\u00a0: c'était ${classInfo(label).name}` : "C'est faux\u00a0: c'était …";
+  }
+
+  function showHeatmap(visible) {
+    el.heatmap.hidden = !visible;
+    el.heatmapToggle.setAttribute("aria-pressed", String(visible));
+    el.heatmapToggle.textContent = visible ? "Cacher la carte de chaleur" : "Montrer où le modèle a regardé";
+  }
+
+  async function toggleHeatmap() {
+    if (!current) return;
+    if (el.heatmapToggle.getAttribute("aria-pressed") === "true") {
+      showHeatmap(false);
+      return;
+    }
+    const shown = current;
+    if (!shown.explanation) {
+      el.heatmapState.textContent = "Calcul de la carte de chaleur…";
+      el.heatmapToggle.disabled = true;
+      const form = new FormData();
+      form.append("file", shown.file, shown.file.name || "image");
+      try {
+        shown.explanation = await api("explain", { method: "POST", body: form });
+      } catch (error) {
+        if (shown === current) {
+          el.heatmapState.textContent = `Carte indisponible\u00a0: ${error.message}`;
+          if (error.status === 401) askForKey(error.message);
+        }
+        return;
+      } finally {
+        el.heatmapToggle.disabled = false;
+      }
+      if (shown !== current) return; // another image was chosen meanwhile
+    }
+    const explanation = shown.explanation;
+    el.heatmapImage.src = `data:image/png;base64,${explanation.heatmap.overlay_png}`;
+    const sameModel = explanation.model_version === shown.result.model_version;
+    el.heatmapCaption.textContent =
+      `Grad-CAM pour la classe ${classInfo(explanation.label).name}, modèle ${explanation.model_version}` +
+      (sameModel ? "" : ` (la prédiction venait du modèle ${shown.result.model_version}, remplacé depuis)`) +
+      ". Rouge\u00a0: les zones qui ont le plus poussé vers cette réponse\u00a0; bleu\u00a0: aucune contribution.";
+    el.heatmapState.textContent = "Carte de chaleur affichée sous le bouton.";
+    showHeatmap(true);
+  }
+
+  async function sendFeedback(label, button) {
+    if (!current) return;
+    const shown = current;
+    const id = shown.result.prediction_id;
+    el.feedbackState.textContent = "Envoi du retour…";
+    try {
+      await api(`predictions/${encodeURIComponent(id)}/feedback`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ label }),
+      });
+    } catch (error) {
+      if (shown !== current) return;
+      el.feedbackState.textContent = `Retour non enregistré\u00a0: ${error.message}`;
+      if (error.status === 401) askForKey(error.message);
+      return;
+    }
+    if (shown !== current) return;
+    for (const other of [el.feedbackRight, el.feedbackWrong]) other.setAttribute("aria-pressed", String(other === button));
+    el.feedbackState.textContent = label === shown.result.label
+      ? `Merci\u00a0! Retour enregistré pour la prédiction n°\u00a0${id}\u00a0: c'est juste.`
+      : `Merci\u00a0! Correction enregistrée pour la prédiction n°\u00a0${id}\u00a0: c'était ${classInfo(label).name}.`;
+    loadHistory(id);
+  }
+
+  el.heatmapToggle.addEventListener("click", toggleHeatmap);
+  el.feedbackClass.addEventListener("change", updateWrongButton);
+  el.feedbackRight.addEventListener("click", () => current && sendFeedback(current.result.label, el.feedbackRight));
+  el.feedbackWrong.addEventListener("click", () => {
+    if (el.feedbackClass.value) sendFeedback(el.feedbackClass.value, el.feedbackWrong);
+  });
+
   // ------------------------------------------------------------------ history
   let historyRequest = 0;
 
   async function loadHistory(highlightId) {
     const mine = ++historyRequest;
+    const filter = el.historyFilter.value;
     try {
-      const page = await api(`predictions?limit=${HISTORY_LIMIT}`);
+      const query = filter ? `&feedback=${encodeURIComponent(filter)}` : "";
+      const page = await api(`predictions?limit=${HISTORY_LIMIT}${query}`);
       if (mine === historyRequest) renderHistory(page, highlightId);
       return true;
     } catch (error) {
@@ -376,6 +496,28 @@
   function cell(text, title, className) {
     return make("td", { text, className, attrs: { "data-titre": title } });
   }
+
+  function feedbackCell(item) {
+    const td = cell("", "Retour", "retour-cellule");
+    if (!item.feedback_label) {
+      td.append(make("span", { className: "sans-retour", text: "—" }));
+      td.dataset.feedback = "none";
+    } else if (item.feedback_label === item.label) {
+      td.append(make("span", { className: "retour-ok", text: "✔ juste" }));
+      td.dataset.feedback = "right";
+    } else {
+      td.append(make("span", { className: "retour-ko", text: `✘ c'était ${classInfo(item.feedback_label).name}` }));
+      td.dataset.feedback = "wrong";
+    }
+    if (item.feedback_comment) td.title = item.feedback_comment;
+    return td;
+  }
+
+  const FILTER_WORDS = {
+    wrong: ["jugée fausse", "jugées fausses"],
+    right: ["jugée juste", "jugées justes"],
+    none: ["sans retour", "sans retour"],
+  };
 
   function renderHistory(page, highlightId) {
     const items = Array.isArray(page.items) ? page.items : [];
@@ -402,22 +544,29 @@
         labelCell,
         cell(formatPercent(confidence), "Confiance", "nombre"),
         cell(String(item.model_version ?? "—"), "Modèle", "version"),
+        feedbackCell(item),
       );
       return row;
     });
     el.historyRows.replaceChildren(...rows);
     el.historyTable.hidden = rows.length === 0;
     el.historyTable.dataset.total = String(total);
-    if (total === 0) {
+    const filter = el.historyFilter.value;
+    el.historyTable.dataset.filter = filter;
+    const [one, many] = filter ? FILTER_WORDS[filter] : ["enregistrée", "enregistrées"];
+    if (total === 0 && filter) {
+      el.historyState.textContent = `Aucune prédiction ${one} pour l'instant.`;
+    } else if (total === 0) {
       el.historyState.textContent = "Aucune prédiction pour l'instant\u00a0: envoyez une image.";
     } else if (total > rows.length) {
-      el.historyState.textContent = `${total} prédictions enregistrées\u00a0; voici les ${rows.length} plus récentes.`;
+      el.historyState.textContent = `${total} prédictions ${many}\u00a0; voici les ${rows.length} plus récentes.`;
     } else {
-      el.historyState.textContent = total === 1 ? "1 prédiction enregistrée." : `${total} prédictions enregistrées.`;
+      el.historyState.textContent = total === 1 ? `1 prédiction ${one}.` : `${total} prédictions ${many}.`;
     }
   }
 
   el.refresh.addEventListener("click", () => loadHistory());
+  el.historyFilter.addEventListener("change", () => loadHistory());
 
   // ------------------------------------------------------------------ start
   loadHealth();

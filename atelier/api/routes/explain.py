@@ -8,6 +8,7 @@ from fastapi import APIRouter, File, Path, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from ...explain import ExplainError
 from ...explanation import Explanation
 from ...image_store import find_image
 from ...preprocessing import ImageError
@@ -31,6 +32,7 @@ _PNG_200: dict[int | str, dict[str, Any]] = {
         "content": {"image/png": {}},
     }
 }
+_NOT_EXPLAINABLE = "Le modèle en service ne se prête pas à Grad-CAM (POST /predict fonctionne toujours) :"
 _BUSY = "Trop d'explications en cours : réessayez dans un instant (en-tête Retry-After). /predict n'est pas concerné."
 
 
@@ -46,6 +48,8 @@ async def _explain(state: ApiState, data: bytes, fmt: str, **extra: Any) -> Resp
         explanation = await state.explanations.run(state.explain_bytes, data)
     except ImageError as exc:
         return error_response(image_error_status(exc), str(exc))
+    except ExplainError as exc:  # a model Grad-CAM cannot walk through (e.g. a nested transfer model)
+        return error_response(501, f"{_NOT_EXPLAINABLE} {exc}")
     return _answer(explanation, fmt, **extra)
 
 
@@ -69,6 +73,7 @@ async def _explain(state: ApiState, data: bytes, fmt: str, **extra: Any) -> Resp
                 413: "Requête trop volumineuse, ou image aux dimensions trop grandes.",
                 415: "Le contenu n'est pas une image dans un format accepté.",
                 422: "Champ « file » absent, image illisible, ou paramètre « format » invalide.",
+                501: _NOT_EXPLAINABLE.removesuffix(" :") + ".",
                 503: _BUSY,
             }
         ),
@@ -101,6 +106,7 @@ async def explain(
                 409: "L'image de cette prédiction n'est pas gardée (serveur sans --store-images, ou image "
                 "effacée par la rétention) : envoyez-la à POST /explain.",
                 422: "Numéro de prédiction ou paramètre « format » invalide.",
+                501: _NOT_EXPLAINABLE.removesuffix(" :") + ".",
                 503: _BUSY,
             }
         ),
