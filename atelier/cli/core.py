@@ -13,7 +13,15 @@ from typing import Any
 
 
 class CliError(Exception):
-    """Erreur à afficher telle quelle à l'utilisateur."""
+    """Erreur à afficher telle quelle à l'utilisateur.
+
+    ``result`` : un objet JSON à écrire malgré tout sur la dernière ligne de la sortie (par exemple ce qu'une
+    commande a mesuré avant de refuser) ; le code de sortie reste non nul.
+    """
+
+    def __init__(self, message: str, *, result: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,14 @@ from .bench import BENCH
 from .core import CliError, Command
 from .dataset import DATA
 from .repository import MODELS, PUBLISH
+from .retrain import RETRAIN
 from .serve import SERVE
 from .training import EVALUATE, TRAIN
 from .weights import WEIGHTS
 
 #: Every subcommand, by name, in the order of ``python -m atelier --help``.
 COMMANDS: dict[str, Command] = {
-    command.name: command for command in (DATA, TRAIN, EVALUATE, PUBLISH, MODELS, SERVE, BENCH, WEIGHTS)
+    command.name: command for command in (DATA, TRAIN, EVALUATE, RETRAIN, PUBLISH, MODELS, SERVE, BENCH, WEIGHTS)
 }
 
 
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         result = COMMANDS[args.command].run(args)
     except (CliError, DatasetError, ModelFileError, ImageError, ValueError) as exc:
         print(f"Erreur : {exc}", file=sys.stderr)
+        if isinstance(exc, CliError) and exc.result is not None:
+            _print_json(exc.result)  # what was measured before the refusal, still on the last line
         return EXIT_ERROR
     except OSError as exc:
         where = f" : {exc.filename}" if exc.filename else ""

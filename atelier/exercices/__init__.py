@@ -72,7 +72,7 @@ from .base import (
 )
 from .solution_source import SolutionNotFound, solution_text
 
-CHAPTERS = ("chapitre1", "chapitre2", "chapitre3", "chapitre4", "chapitre5", "chapitre6")
+CHAPTERS = ("chapitre1", "chapitre2", "chapitre3", "chapitre4", "chapitre5", "chapitre6", "chapitre7")
 
 __all__ = [
     "CHAPTERS",
