@@ -2,18 +2,27 @@
 
 Mesure, en une seule exécution et sur la boucle locale (127.0.0.1) :
 
-1. le **plafond** : une route triviale du même serveur (``GET /health``) — ce que FastAPI + uvicorn
-   peuvent servir au mieux sur cette machine ;
-2. l'**API naïve** des tutoriels (:mod:`atelier.naive_app`, ``model.predict`` à chaque requête) ;
-3. la **vraie API** : ``POST /predict`` de ``python -m atelier serve``,
+1. la **borne de calcul**, dans le processus du banc : décoder l'image avec le vrai
+   :func:`~atelier.preprocessing.load_image` puis passer le réseau, par lots de la taille qu'utilise le
+   serveur (16), sans HTTP — ce que le processeur peut faire au mieux ;
+2. la **route triviale** du même serveur (``GET /health``) — ce que HTTP + FastAPI coûtent au mieux ;
+3. la **vraie API** : ``POST /predict`` de ``python -m atelier serve``, aux concurrences demandées (1, 8
+   et 32 connexions par défaut), p50 et p99 ;
+4. l'**API naïve** des tutoriels (:mod:`atelier.naive_app`, ``model.predict`` à chaque requête), à une
+   seule concurrence ;
+5. le coût d'une **explication** (``POST /explain?format=png`` : prédiction + Grad-CAM + PNG), à une
+   connexion seulement puisque le serveur n'en calcule qu'une à la fois (ms par explication, comparées
+   à une prédiction seule) ;
+6. avec ``--peers``, un **pair** : le même modèle servi par LitServe (:mod:`atelier.bench_peers`).
 
-chacune à plusieurs niveaux de concurrence (1, 8 et 32 connexions par défaut) ; puis 4. le coût d'une
-**explication** (``POST /explain?format=png`` : prédiction + Grad-CAM + PNG), à une connexion seulement
-puisque le serveur n'en calcule qu'une à la fois (ms par explication, comparées à une prédiction seule).
-Les serveurs tournent dans des processus séparés du générateur de charge (pas de GIL partagé). Le générateur est ``wrk``
-s'il est installé (paquet Debian/Ubuntu ``wrk``, Homebrew ``wrk``), sinon un client HTTP/1.1 en
-asyncio avec connexions persistantes, dont on mesure la charge processeur pour signaler s'il
-devient lui-même le facteur limitant.
+Un serveur qui n'ajouterait rien au calcul ni à la route triviale servirait au plus
+``1 / (1 / calcul + 1 / route triviale)`` requêtes par seconde : c'est la **borne** (``bound_rps``), et le
+rapport ``/predict`` / borne dit ce que le serveur perd. Les serveurs tournent dans des processus séparés
+du générateur de charge. Le générateur est ``wrk`` s'il est installé (paquet Debian/Ubuntu ``wrk``,
+Homebrew ``wrk``), sinon un client HTTP/1.1 en asyncio avec connexions persistantes, dont on mesure la
+charge processeur pour signaler s'il devient lui-même le facteur limitant. La charge de la machine
+(``os.getloadavg``) est notée avant et après : sur une machine partagée, seuls les rapports mesurés dans
+une même exécution se comparent.
 """
 
 from __future__ import annotations
@@ -38,15 +47,16 @@ from typing import Any
 from .formatting import decimal, percent
 from .server import free_port
 
-#: Concurrency used for the headline figures (``predict_rps``, ``p50_ms``, ``p99_ms``…).
+#: Concurrency used for the headline figures (``connections``, the naive API, ``predict_vs_naive``).
 HEADLINE_CONNECTIONS = 8
 BOUNDARY = "atelier-bench-7f3a9c"
 
 TARGETS = {
-    "ceiling": "plafond (GET /health)",
-    "naive": "API naïve (model.predict)",
+    "health": "route triviale (GET /health)",
     "predict": "vraie API (POST /predict)",
+    "naive": "API naïve (model.predict)",
     "explain": "explication (POST /explain)",
+    "litserve": "LitServe (--peers)",
 }
 
 
@@ -59,11 +69,20 @@ class Objective:
     threshold: float
     unit: Callable[[float], str]  # French formatting of a value and of the threshold
     wording: str  # "{value}" is replaced by the formatted measure
+    connections: int | None = None  # the value is a {"c": value} dict of the summary: this level
 
     @property
     def name(self) -> str:
-        """Key of ``summary["targets"]``, for instance ``"p99_ms <= 50"``."""
-        return f"{self.value} {'>=' if self.at_least else '<='} {self.threshold:g}"
+        """Key of ``summary["targets"]``, for instance ``"p99_ms@8 <= 25"``."""
+        where = "" if self.connections is None else f"@{self.connections}"
+        return f"{self.value}{where} {'>=' if self.at_least else '<='} {self.threshold:g}"
+
+    def measured(self, summary: dict[str, Any]) -> float | None:
+        """The value this objective reads in *summary*, or ``None`` if it was not measured."""
+        value = summary.get(self.value)
+        if self.connections is not None:
+            value = value.get(str(self.connections)) if isinstance(value, dict) else None
+        return None if value is None else float(value)
 
     def met(self, measured: float) -> bool:
         return measured >= self.threshold if self.at_least else measured <= self.threshold
@@ -75,10 +94,22 @@ class Objective:
         return f"{text} (objectif {sign} {self.unit(self.threshold)} : {verdict})"
 
 
+def _ms(x: float) -> str:
+    return f"{decimal(x, 1)} ms"
+
+
+def _times(x: float) -> str:
+    return f"{decimal(x, 2)} ×"
+
+
 OBJECTIVES = (
-    Objective("predict_vs_ceiling", True, 0.4, lambda x: percent(x, 0), "/predict = {value} du plafond"),
-    Objective("predict_vs_naive", True, 20, lambda x: f"{decimal(x, 1)} ×", "{value} l'API naïve"),
-    Objective("p99_ms", False, 50, lambda x: f"{decimal(x, 1)} ms", "p99 = {value}"),
+    Objective("vs_bound", True, 0.70, lambda x: percent(x, 0), "c=8 : /predict = {value} de la borne", 8),
+    Objective("p99_ms", False, 25, _ms, "c=8 : p99 = {value}", 8),
+    Objective("p99_ms", False, 60, _ms, "c=32 : p99 = {value}", 32),
+    Objective("p50_ms", False, 3, _ms, "c=1 : p50 = {value}", 1),
+    Objective("predict_vs_naive", True, 20, lambda x: f"{decimal(x, 1)} ×", "/predict = {value} l'API naïve"),
+    Objective("vs_litserve", True, 1.5, _times, "c=8 : /predict = {value} LitServe", 8),
+    Objective("vs_litserve", True, 1.5, _times, "c=32 : /predict = {value} LitServe", 32),
 )
 
 WRK_SCRIPT = r"""
@@ -392,23 +423,6 @@ def _post_once(url: str, body: bytes, content_type: str, timeout: float = 300) -
         raise BenchError(f"La requête de chauffe {url} a échoué : {exc}") from None
 
 
-def _serve_command(model_path: Path, port: int, workdir: Path) -> list[str]:
-    """``python -m atelier serve`` on *port*, history in *workdir*, no access log."""
-    return [
-        sys.executable,
-        "-m",
-        "atelier",
-        "serve",
-        "--model",
-        str(model_path),
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--db",
-        str(workdir / "historique.sqlite3"),
-    ]
-
-
 def _measure(generator, target: str, url: str, post: bool, connections: int, duration: float) -> Measure:
     raw = generator.run(url, post, connections, duration)
     seconds = raw["seconds"] or duration
@@ -424,6 +438,79 @@ def _measure(generator, target: str, url: str, post: bool, connections: int, dur
     )
 
 
+def measure_compute(model_path: Path, image: bytes, batch_size: int, seconds: float) -> float:
+    """Images par seconde que le processeur décode (vrai ``load_image``) et passe au réseau, par lots, sans HTTP."""
+    import numpy as np
+
+    from .inference import ServingModel
+    from .preprocessing import load_image
+
+    serving = ServingModel.load(model_path, warm_batch_sizes=(batch_size,))
+    size = serving.image_size
+
+    def one_batch() -> None:
+        serving.run(np.stack([load_image(image, size) for _ in range(batch_size)]).astype(np.float32))
+
+    one_batch()
+    done, started = 0, time.perf_counter()
+    while done == 0 or time.perf_counter() - started < seconds:
+        one_batch()
+        done += batch_size
+    return done / (time.perf_counter() - started)
+
+
+def load_average() -> list[float] | None:
+    """La charge de la machine (1, 5, 15 min) ; ``None`` là où elle n'existe pas (Windows)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+class _Series:
+    """Measures one server at several concurrency levels with one generator (warm-up first)."""
+
+    def __init__(self, generator, duration: float, warmup: float, log) -> None:
+        self.generator = generator
+        self.duration = duration
+        self.warmup = warmup
+        self.log = log
+        self.measures: list[Measure] = []
+
+    def run(self, target: str, server: ServerProcess, path: str, post: bool, levels: Sequence[int]) -> None:
+        url = server.url + path
+        self.generator.run(url, post, max(levels), self.warmup)  # compiled paths, thread pools, caches
+        server.wait_idle()
+        previous_rps = 0.0
+        for c in levels:
+            # A slow server answers c requests only every c / rps seconds: lengthen the window so
+            # that each connection completes several requests (else a short run could count none).
+            seconds = self.duration
+            if previous_rps > 0:
+                seconds = min(max(self.duration, 3 * c / previous_rps), 10 * self.duration)
+            m = _measure(self.generator, target, url, post, c, seconds)
+            self.log(f"  {TARGETS[target]:<28} c={c:<3} {m.rps:8.1f} req/s  p99 {m.p99_ms:7.1f} ms  ({seconds:.0f} s)")
+            self.measures.append(m)
+            server.wait_idle()  # requests still queued when the generator stopped must not overlap
+            previous_rps = m.rps or previous_rps
+
+
+def _serve_command(model_path: Path, port: int, workdir: Path) -> list[str]:
+    """``python -m atelier serve`` with its defaults (the figures are those a user gets)."""
+    return [
+        sys.executable,
+        "-m",
+        "atelier",
+        "serve",
+        "--model",
+        str(model_path),
+        "--port",
+        str(port),
+        "--db",
+        str(workdir / "historique.sqlite3"),
+    ]
+
+
 def run_bench(
     model_path: str | Path | None = None,
     *,
@@ -431,105 +518,138 @@ def run_bench(
     connections: Sequence[int] = (1, 8, 32),
     generator: str = "auto",
     warmup: float = 1.0,
+    naive: bool = True,
+    peers: bool = False,
     log=print,
 ) -> dict[str, Any]:
     """Mène le banc d'essai complet et renvoie un résumé (voir le module) ; ``log`` reçoit la progression."""
-    connections = sorted(set(int(c) for c in connections))
-    if not connections or connections[0] < 1:
+    from .inference import DEFAULT_MAX_BATCH_SIZE
+
+    levels = sorted(set(int(c) for c in connections))
+    if not levels or levels[0] < 1:
         raise BenchError("Les niveaux de concurrence doivent être des entiers ≥ 1, par exemple 1,8,32.")
     if duration <= 0:
         raise BenchError("La durée doit être positive (en secondes).")
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="atelier-bench-") as tmp:
         workdir = Path(tmp)
-        if model_path is None:
-            log("Modèle : CNN de l'atelier non entraîné (la vitesse ne dépend pas des poids).")
-            model_path = untrained_model(workdir)
-        else:
-            model_path = Path(model_path)
-            if not model_path.is_file():
-                raise BenchError(f"Modèle introuvable : {model_path}")
-        body, content_type = multipart_body(sample_jpeg())
+        model = _bench_model(model_path, workdir, log)
+        image = sample_jpeg()
+        body, content_type = multipart_body(image)
         gen = make_generator(generator, workdir, body, content_type)
-        log(f"Générateur de charge : {gen.name} ; {duration:g} s par mesure ; concurrences {connections}.")
-        measures: list[Measure] = []
-
-        def series(
-            target: str, server: ServerProcess, path: str, post: bool, levels: Sequence[int] = connections
-        ) -> None:
-            url = server.url + path
-            gen.run(url, post, max(levels), warmup)  # warm-up: compiled paths, thread pools, caches
-            server.wait_idle()
-            previous_rps = 0.0
-            for c in levels:
-                # A slow server answers c requests only every c / rps seconds: lengthen the window so
-                # that each connection completes several requests (else a 5 s run could count none).
-                seconds = duration
-                if previous_rps > 0:
-                    seconds = min(max(duration, 3 * c / previous_rps), 10 * duration)
-                m = _measure(gen, target, url, post, c, seconds)
-                log(f"  {TARGETS[target]:<28} c={c:<3} {m.rps:8.1f} req/s  ({seconds:.0f} s)")
-                measures.append(m)
-                server.wait_idle()  # requests still queued when the generator stopped must not overlap
-                previous_rps = m.rps or previous_rps
-
-        python = sys.executable
-        real_port = free_port()
+        log(f"Générateur de charge : {gen.name} ; {duration:g} s par mesure ; concurrences {levels}.")
+        compute_rps = measure_compute(model, image, DEFAULT_MAX_BATCH_SIZE, duration)
+        log(f"  calcul seul (load_image + réseau, lots de {DEFAULT_MAX_BATCH_SIZE}) : {compute_rps:8.1f} images/s")
+        series = _Series(gen, duration, warmup, log)
+        headline = min(levels, key=lambda c: (abs(c - HEADLINE_CONNECTIONS), c))
+        port = free_port()
         log("Démarrage de la vraie API (python -m atelier serve)…")
-        with ServerProcess("api", _serve_command(model_path, real_port, workdir), real_port, workdir) as real:
-            series("ceiling", real, "/health", post=False)
-            series("predict", real, "/predict", post=True)
+        with ServerProcess("api", _serve_command(model, port, workdir), port, workdir) as real:
+            series.run("health", real, "/health", False, levels)
+            series.run("predict", real, "/predict", True, levels)
             # The first explanation compiles the model's Grad-CAM (seconds): done once, outside the measure.
             _post_once(real.url + "/explain?format=png", body, content_type)
-            series("explain", real, "/explain?format=png", post=True, levels=(1,))  # one at a time, by design
-        naive_port = free_port()
-        log("Démarrage de l'API naïve (atelier.naive_app)…")
-        with ServerProcess(
-            "naive",
-            [python, "-m", "atelier.naive_app", "--model", str(model_path), "--port", str(naive_port)],
-            naive_port,
-            workdir,
-        ) as naive:
-            series("naive", naive, "/predict", post=True)
-    return summarize(measures, generator=gen.name, duration=duration, model=str(model_path))
+            series.run("explain", real, "/explain?format=png", True, [1])  # one at a time, by design
+        if naive:
+            port = free_port()
+            log("Démarrage de l'API naïve (atelier.naive_app)…")
+            command = [sys.executable, "-m", "atelier.naive_app", "--model", str(model), "--port", str(port)]
+            with ServerProcess("naive", command, port, workdir) as naive_server:
+                series.run("naive", naive_server, "/predict", True, [headline])
+        if peers:
+            from .bench_peers import litserve_server
 
-
-def summarize(measures: list[Measure], *, generator: str, duration: float, model: str) -> dict[str, Any]:
-    """Le résumé JSON : chiffres clés à la concurrence 8 (ou la plus proche), détails, objectifs."""
-    levels = sorted({m.connections for m in measures})
-    headline = min(levels, key=lambda c: (abs(c - HEADLINE_CONNECTIONS), c))
-
-    def pick(target: str) -> Measure:
-        return next(m for m in measures if m.target == target and m.connections == headline)
-
-    ceiling, naive, predict = pick("ceiling"), pick("naive"), pick("predict")
-    ratio_ceiling = predict.rps / ceiling.rps if ceiling.rps else 0.0
-    ratio_naive = predict.rps / naive.rps if naive.rps else float("inf")
-    cpu = [m.generator_cpu for m in measures if m.generator_cpu is not None]
-    explain = next((m for m in measures if m.target == "explain"), None)
-    alone = next(
-        (m for m in measures if explain and m.target == "predict" and m.connections == explain.connections), None
+            with litserve_server(model, workdir, log) as peer:
+                series.run("litserve", peer, "/predict", True, levels)
+    return summarize(
+        series.measures,
+        compute_rps=compute_rps,
+        batch_size=DEFAULT_MAX_BATCH_SIZE,
+        generator=gen.name,
+        duration=duration,
+        model=str(model),
+        load=(load_before, load_average()),
     )
+
+
+def _bench_model(model_path: str | Path | None, workdir: Path, log) -> Path:
+    if model_path is None:
+        log("Modèle : CNN de l'atelier non entraîné (la vitesse ne dépend pas des poids).")
+        return untrained_model(workdir)
+    path = Path(model_path)
+    if not path.is_file():
+        raise BenchError(f"Modèle introuvable : {path}")
+    return path
+
+
+def _by_level(measures: list[Measure], target: str, field: str) -> dict[str, float]:
+    return {str(m.connections): round(getattr(m, field), 2) for m in measures if m.target == target}
+
+
+def summarize(
+    measures: list[Measure],
+    *,
+    compute_rps: float,
+    batch_size: int,
+    generator: str,
+    duration: float,
+    model: str,
+    load: tuple[list[float] | None, list[float] | None] = (None, None),
+) -> dict[str, Any]:
+    """Le résumé JSON : la borne, ``/predict`` par concurrence (débit, p50, p99, rapport à la borne), objectifs."""
+    predict = [m for m in measures if m.target == "predict"]
+    levels = sorted(m.connections for m in predict)
+    headline = min(levels, key=lambda c: (abs(c - HEADLINE_CONNECTIONS), c))
+    health_rps = max((m.rps for m in measures if m.target == "health"), default=0.0)
+    bound = 1 / (1 / compute_rps + 1 / health_rps) if compute_rps > 0 and health_rps > 0 else 0.0
+    predict_rps = _by_level(measures, "predict", "rps")
+    naive_rps = next((m.rps for m in measures if m.target == "naive"), None)
+    headline_rps = predict_rps[str(headline)]
     summary: dict[str, Any] = {
-        "ceiling_rps": round(ceiling.rps, 1),
-        "naive_rps": round(naive.rps, 1),
-        "predict_rps": round(predict.rps, 1),
-        "p50_ms": round(predict.p50_ms, 2),
-        "p99_ms": round(predict.p99_ms, 2),
+        "bound_rps": round(bound, 1),
+        "compute_rps": round(compute_rps, 1),
+        "health_rps": round(health_rps, 1),
+        "batch_size": batch_size,
+        "predict_rps": predict_rps,
+        "p50_ms": _by_level(measures, "predict", "p50_ms"),
+        "p99_ms": _by_level(measures, "predict", "p99_ms"),
+        "vs_bound": {c: round(rps / bound, 3) if bound else 0.0 for c, rps in predict_rps.items()},
         "connections": headline,
-        "predict_vs_ceiling": round(ratio_ceiling, 3),
-        "predict_vs_naive": round(ratio_naive, 1),
-        "explain_ms": round(explain.p50_ms, 1) if explain else None,
-        "explain_vs_predict": round(explain.p50_ms / alone.p50_ms, 1) if explain and alone and alone.p50_ms else None,
-        "targets": {},
-        "errors": sum(m.errors for m in measures),
-        "generator": generator,
-        "generator_max_cpu": round(max(cpu), 2) if cpu else None,
-        "duration_s": duration,
-        "cpu_count": os.cpu_count(),
-        "model": model,
-        "results": [asdict(m) for m in measures],
+        "naive_rps": None if naive_rps is None else round(naive_rps, 1),
+        "predict_vs_naive": round(headline_rps / naive_rps, 1) if naive_rps else None,
     }
-    summary["targets"] = {objective.name: objective.met(summary[objective.value]) for objective in OBJECTIVES}
+    explain = next((m for m in measures if m.target == "explain"), None)
+    alone = next((m for m in predict if explain and m.connections == explain.connections), None)
+    summary["explain_ms"] = round(explain.p50_ms, 1) if explain else None
+    summary["explain_vs_predict"] = (
+        round(explain.p50_ms / alone.p50_ms, 1) if explain and alone and alone.p50_ms else None
+    )
+    litserve = _by_level(measures, "litserve", "rps")
+    if litserve:
+        summary["litserve_rps"] = litserve
+        summary["litserve_p99_ms"] = _by_level(measures, "litserve", "p99_ms")
+        summary["vs_litserve"] = {
+            c: round(predict_rps[c] / rps, 2) for c, rps in litserve.items() if rps and c in predict_rps
+        }
+    cpu = [m.generator_cpu for m in measures if m.generator_cpu is not None]
+    summary["targets"] = {}
+    for objective in OBJECTIVES:
+        value = objective.measured(summary)
+        if value is not None:
+            summary["targets"][objective.name] = objective.met(value)
+    summary.update(
+        {
+            "errors": sum(m.errors for m in measures),
+            "generator": generator,
+            "generator_max_cpu": round(max(cpu), 2) if cpu else None,
+            "duration_s": duration,
+            "cpu_count": os.cpu_count(),
+            "load_before": load[0],
+            "load_after": load[1],
+            "model": model,
+            "results": [asdict(m) for m in measures],
+        }
+    )
     return summary
 
 
@@ -543,11 +663,13 @@ def _explain_sentence(summary: dict[str, Any]) -> list[str]:
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """Le tableau des mesures, en français."""
-    rows = [("cible", "connexions", "req/s", "p50 (ms)", "p99 (ms)", "requêtes", "erreurs")]
+    """Le tableau des mesures, en français, puis les objectifs et la charge de la machine."""
+    rows = [("cible", "connexions", "req/s", "p50 (ms)", "p99 (ms)", "/ borne", "requêtes", "erreurs")]
+    bound = summary["bound_rps"]
     for target in TARGETS:
         for m in summary["results"]:
             if m["target"] == target:
+                ratio = f"{m['rps'] / bound:.0%}" if bound and target not in ("health", "explain") else ""
                 rows.append(
                     (
                         TARGETS[target],
@@ -555,6 +677,7 @@ def format_table(summary: dict[str, Any]) -> str:
                         f"{m['rps']:.1f}",
                         f"{m['p50_ms']:.1f}",
                         f"{m['p99_ms']:.1f}",
+                        ratio,
                         str(m["requests"]),
                         str(m["errors"]),
                     )
@@ -562,22 +685,28 @@ def format_table(summary: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
-        lines.append(
-            "  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
+        cells = zip(row, widths, strict=True)
+        lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(cells)))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
-    sentences = [
-        objective.sentence(summary[objective.value], summary["targets"][objective.name]) for objective in OBJECTIVES
-    ]
     lines += [
         "",
-        f"À {summary['connections']} connexions : {', '.join(sentences)}.",
-        *_explain_sentence(summary),
-        f"Générateur : {summary['generator']} ; {summary['cpu_count']} cœurs ; {summary['duration_s']:g} s par mesure.",
+        f"Calcul seul (load_image + réseau, lots de {summary['batch_size']}) : {decimal(summary['compute_rps'], 0)} "
+        f"images/s ; route triviale : {decimal(summary['health_rps'], 0)} req/s ; borne "
+        f"1 / (1/calcul + 1/triviale) = {decimal(bound, 0)} req/s.",
     ]
+    for objective in OBJECTIVES:
+        value = objective.measured(summary)
+        if value is not None:
+            lines.append("- " + objective.sentence(value, summary["targets"][objective.name]))
+    lines += _explain_sentence(summary)
+    load = (
+        "" if summary["load_before"] is None else f" ; charge {summary['load_before'][0]} → {summary['load_after'][0]}"
+    )
+    lines.append(
+        f"Générateur : {summary['generator']} ; {summary['cpu_count']} cœurs ; {summary['duration_s']:g} s par "
+        f"mesure{load} (sur une machine chargée, seuls les rapports d'une même exécution se comparent)."
+    )
     if summary["generator_max_cpu"] is not None and summary["generator_max_cpu"] > 0.8:
         lines.append(
             f"Attention : le générateur Python a utilisé jusqu'à {summary['generator_max_cpu']:.0%} d'un cœur ; "

@@ -21,7 +21,7 @@ client (rien sur le chemin d'une requête normale, arrivée d'un bloc) :
   encore rien envoyé est simplement fermée ;
 * **plafond** : au-delà de ``max_connections`` connexions ouvertes, chaque requête d'une nouvelle
   connexion reçoit ``503`` (JSON en français, ``Retry-After``, ``Connection: close``) sans passer par
-  l'application : les connexions déjà ouvertes continuent d'être servies.
+  l'application (sauf ``GET /health``) : les connexions déjà ouvertes continuent d'être servies.
 
 Pourquoi pas un autre serveur ASGI : uvicorn est celui du projet (``serve``, ``start_server`` dans un
 notebook, sur la boucle asyncio ordinaire) ; un délai au niveau ASGI ne voit pas les en-têtes (l'appli
@@ -75,14 +75,24 @@ def _overloaded_detail(limit: int) -> str:
     )
 
 
-def over_capacity_app(limit: int) -> Any:
-    """L'application ASGI des connexions en trop : 503 en français, ``Retry-After``, ``Connection: close``."""
+#: Paths still served on a connection beyond the cap: a liveness check must not fail during an attack.
+PASS_THROUGH_PATHS = frozenset({"/health"})
+
+
+def over_capacity_app(limit: int, app: Any) -> Any:
+    """L'application ASGI des connexions en trop : 503 en français, ``Retry-After``, ``Connection: close``.
+
+    ``GET /health`` passe quand même jusqu'à *app* (il ne coûte presque rien et dit que le serveur vit).
+    """
     headers = [(b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close")]
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
+    async def refuse(scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and scope.get("path") in PASS_THROUGH_PATHS and scope.get("method") == "GET":
+            await app(scope, receive, send)
+            return
         await send_json_error(send, 503, _overloaded_detail(limit), headers)
 
-    return app
+    return refuse
 
 
 class _Guard:
@@ -94,6 +104,7 @@ class _Guard:
     """
 
     limits: ConnectionLimits = ConnectionLimits()
+    app: Any  # uvicorn's protocols read the application from self.app for each request
     # set by connection_made (declared here for the type checker)
     _guard_timer: asyncio.TimerHandle | None
     _guard_cycle: Any
@@ -108,7 +119,7 @@ class _Guard:
         self._guard_received = False
         limit = self.limits.max_connections
         if limit and len(self.connections) > limit:  # type: ignore[attr-defined]
-            self.app = over_capacity_app(limit)  # read by uvicorn for each request of this connection
+            self.app = over_capacity_app(limit, self.app)  # read by uvicorn for each request of this connection
         self._arm(self.limits.header_timeout, self._headers_late)
 
     def connection_lost(self, exc: Exception | None) -> None:

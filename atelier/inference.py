@@ -23,6 +23,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -35,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from . import gc_pause
 from .model_io import ModelFileError, ModelInfo, load_model
 
 log = logging.getLogger(__name__)
@@ -168,6 +171,44 @@ class ServingModel:
         return self._call(images).numpy()
 
 
+@dataclass(frozen=True)
+class LoopTarget:
+    """Where a result goes when the caller awaits it on an event loop: an asyncio future and its loop."""
+
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+
+
+def deliver(results: list[tuple[Future | LoopTarget, Prediction | BaseException]]) -> None:
+    """Hands results to their callers; those waiting on an event loop are woken once per batch and loop.
+
+    One ``call_soon_threadsafe`` for a whole batch (instead of one per request) saves the event loop a
+    wake-up and a callback per request: measured, the loop thread is what limits the server.
+    """
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Prediction | BaseException]]] = {}
+    for target, value in results:
+        if isinstance(target, LoopTarget):
+            by_loop.setdefault(target.loop, []).append((target.future, value))
+        elif isinstance(value, BaseException):
+            target.set_exception(value)
+        else:
+            target.set_result(value)
+    for loop, pairs in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_resolve, pairs)
+
+
+def _resolve(pairs: list[tuple[asyncio.Future, Prediction | BaseException]]) -> None:
+    """On the loop: sets each future (skipped if its request was cancelled, e.g. the client left)."""
+    for future, value in pairs:
+        if future.done():
+            continue
+        if isinstance(value, BaseException):
+            future.set_exception(value)
+        else:
+            future.set_result(value)
+
+
 class _Batcher:
     """Un thread qui regroupe les images soumises en même temps et les passe au réseau en un appel."""
 
@@ -185,7 +226,13 @@ class _Batcher:
         self._thread.start()
 
     def submit(self, image: np.ndarray) -> Future:
+        """Queues *image*; its result will be set on the returned :class:`Future`."""
         fut: Future = Future()
+        self.submit_to(image, fut)
+        return fut
+
+    def submit_to(self, image: np.ndarray, target: Future | LoopTarget) -> None:
+        """Queues *image*; its result goes to *target* (a future, or an asyncio future on its loop)."""
         with self._lock:
             if self._stopped:
                 raise PredictorUnavailableError("Le service redémarre ou s'arrête : réessayez dans un instant.")
@@ -194,8 +241,7 @@ class _Batcher:
                     f"Le service est surchargé ({self._max_queued} images attendent déjà le modèle) : "
                     "réessayez dans un instant."
                 )
-            self._queue.put((image, fut))
-        return fut
+            self._queue.put((image, target))
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._lock:
@@ -217,7 +263,7 @@ class _Batcher:
             except queue.Empty:
                 return
             if item is not None:
-                item[1].set_exception(PredictorUnavailableError("Le service s'arrête : réessayez dans un instant."))
+                deliver([(item[1], PredictorUnavailableError("Le service s'arrête : réessayez dans un instant."))])
 
     def _serve(self) -> None:
         while True:
@@ -252,11 +298,14 @@ class _Batcher:
             images = np.stack([image for image, _ in batch]).astype(np.float32, copy=False)
             probabilities = serving.run(images)
         except BaseException as exc:  # pragma: no cover - a failing model must not kill the thread
-            for _, fut in batch:
-                fut.set_exception(exc)
+            deliver([(target, exc) for _, target in batch])
             return
-        for (_, fut), row in zip(batch, probabilities, strict=True):
-            fut.set_result(Prediction(row, serving.classes, serving.version))
+        deliver(
+            [
+                (target, Prediction(row, serving.classes, serving.version))
+                for (_, target), row in zip(batch, probabilities, strict=True)
+            ]
+        )
         if self._predictor.on_batch is not None:
             self._predictor.on_batch(len(batch))
 
@@ -328,6 +377,20 @@ class Predictor:
             self.on_batch(1)
         return Prediction(probabilities[0], serving.classes, serving.version)
 
+    def submit_to_loop(self, image: np.ndarray, target: LoopTarget) -> None:
+        """Like :meth:`predict_array`, but the result (or the error) is set on ``target.future``, on its loop.
+
+        Does not wait: called from a decoding thread, which is free at once for the next image.
+        """
+        try:
+            if self.batching:
+                self._get_batcher().submit_to(image, target)
+                return
+            result: Prediction | BaseException = self.predict_array(image)
+        except Exception as exc:
+            result = exc
+        deliver([(target, result)])
+
     def _get_batcher(self) -> _Batcher:
         batcher = self._batcher
         if batcher is None:
@@ -379,5 +442,6 @@ class Predictor:
         old = self._current
         old.check_replacement(serving)
         self._current = serving
+        gc_pause.after_swap()  # the old model must be collectable once its requests are done
         log.info("Modèle remplacé : %s → %s", old.version, serving.version)
         return old

@@ -430,10 +430,11 @@ def test_predict_answers_503_in_french_when_the_predictor_cannot_take_the_image(
     app = create_app(saved_model[0], db_path=":memory:")
     with TestClient(app) as http:
 
-        def unavailable(image):
-            raise PredictorUnavailableError("Le service est surchargé : réessayez dans un instant.")
+        class FullBatcher:  # what the batcher does when its queue is full or it is stopping
+            def submit_to(self, image, target):
+                raise PredictorUnavailableError("Le service est surchargé : réessayez dans un instant.")
 
-        monkeypatch.setattr(app.state.atelier.predictor, "predict_array", unavailable)
+        monkeypatch.setattr(app.state.atelier.predictor, "_get_batcher", FullBatcher)
         response = _post(http, encode(textured_rgb()))
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert _is_french_error(response) and "réessayez" in response.json()["detail"]

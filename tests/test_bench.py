@@ -1,4 +1,4 @@
-"""``python -m atelier bench``: a short smoke run (no timing assertion), and the parts that need no server."""
+"""``python -m atelier bench``: a short smoke run (no timing assertion), and the summary (bound, levels, peers)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import pytest
 
 from atelier.bench import Measure, format_table, multipart_body, sample_jpeg, summarize
 
-KEYS = ("ceiling_rps", "naive_rps", "predict_rps", "p50_ms", "p99_ms")
-
 
 def test_multipart_body_is_a_valid_upload():
     from starlette.formparsers import MultiPartParser  # noqa: F401  (parsed for real in the smoke run)
@@ -23,45 +21,70 @@ def test_multipart_body_is_a_valid_upload():
     assert b'name="file"' in body and b"\xff\xd8" in body  # the JPEG marker
 
 
-def test_summary_and_table_from_measures():
+def _measures(predict_p99: float = 5.0) -> list[Measure]:
     measures = [
-        Measure(target, c, rps, 2.0 * c, 5.0 * c, int(rps * 5), 0)
-        for target, base in (("ceiling", 1000.0), ("naive", 10.0), ("predict", 500.0))
-        for c, rps in ((1, base / 2), (8, base), (32, base))
+        Measure("health", c, rps, 1.0, 2.0, int(rps * 5), 0) for c, rps in ((1, 500.0), (8, 1000.0), (32, 900.0))
     ]
-    summary = summarize(measures, generator="wrk", duration=5, model="m.keras")
-    assert summary["ceiling_rps"] == 1000 and summary["naive_rps"] == 10 and summary["predict_rps"] == 500
-    assert summary["p50_ms"] == 16 and summary["p99_ms"] == 40 and summary["connections"] == 8
+    measures += [
+        Measure("predict", c, rps, c / 8, predict_p99 * c / 8, int(rps * 5), 0)
+        for c, rps in ((1, 300.0), (8, 400.0), (32, 450.0))
+    ]
+    return [*measures, Measure("naive", 8, 10.0, 800.0, 900.0, 50, 0)]
+
+
+def test_summary_and_table_from_measures():
+    summary = summarize(_measures(), compute_rps=1000.0, batch_size=16, generator="wrk", duration=5, model="m.keras")
+    # the bound: 1 / (1/compute + 1/best trivial route) = 1 / (1/1000 + 1/1000)
+    assert summary["bound_rps"] == 500 and summary["compute_rps"] == 1000 and summary["health_rps"] == 1000
+    assert summary["predict_rps"] == {"1": 300, "8": 400, "32": 450}
+    assert summary["p99_ms"] == {"1": 0.62, "8": 5, "32": 20} and summary["p50_ms"]["1"] == 0.12
+    assert summary["vs_bound"] == {"1": 0.6, "8": 0.8, "32": 0.9}
+    assert summary["naive_rps"] == 10 and summary["predict_vs_naive"] == 40 and summary["connections"] == 8
     assert summary["targets"] == {
-        "predict_vs_ceiling >= 0.4": True,
+        "vs_bound@8 >= 0.7": True,
+        "p99_ms@8 <= 25": True,
+        "p99_ms@32 <= 60": True,
+        "p50_ms@1 <= 3": True,
         "predict_vs_naive >= 20": True,
-        "p99_ms <= 50": True,
-    }
+    }  # no LitServe measured: its objectives are left out, not counted as met
     table = format_table(summary)
-    assert "plafond (GET /health)" in table and "API naïve" in table and "vraie API (POST /predict)" in table
-    assert "/predict = 50\u202f% du plafond (objectif ≥ 40\u202f% : atteint)" in table
-    assert "50,0 × l'API naïve (objectif ≥ 20,0 × : atteint)" in table
-    assert "p99 = 40,0 ms (objectif ≤ 50,0 ms : atteint)" in table
+    for label in ("route triviale (GET /health)", "API naïve", "vraie API (POST /predict)"):
+        assert label in table
+    assert "c=8 : /predict = 80\u202f% de la borne (objectif ≥ 70\u202f% : atteint)" in table
+    assert "c=32 : p99 = 20,0 ms (objectif ≤ 60,0 ms : atteint)" in table
+    assert "borne 1 / (1/calcul + 1/triviale) = 500 req/s" in table
 
     slow = summarize(
-        [Measure(m.target, m.connections, m.rps, m.p50_ms, 60.0, m.requests, 0) for m in measures],
-        generator="wrk",
-        duration=5,
-        model="m.keras",
+        _measures(predict_p99=30.0), compute_rps=1000.0, batch_size=16, generator="wrk", duration=5, model="m"
     )
-    assert slow["targets"]["p99_ms <= 50"] is False and "(objectif ≤ 50,0 ms : non atteint)" in format_table(slow)
+    assert slow["targets"]["p99_ms@8 <= 25"] is False and slow["targets"]["p99_ms@32 <= 60"] is False
+    assert "c=8 : p99 = 30,0 ms (objectif ≤ 25,0 ms : non atteint)" in format_table(slow)
     json.dumps(summary)  # JSON-able
     assert summary["explain_ms"] is None and "explication" not in table  # not measured: not invented
 
     explained = summarize(
-        [*measures, Measure("explain", 1, 20.0, 48.0, 60.0, 100, 0)], generator="wrk", duration=5, model="m.keras"
+        [*_measures(), Measure("explain", 1, 20.0, 48.0, 60.0, 100, 0)],
+        compute_rps=1000.0,
+        batch_size=16,
+        generator="wrk",
+        duration=5,
+        model="m",
     )
-    assert explained["explain_ms"] == 48 and explained["explain_vs_predict"] == 24  # predict p50 at c=1: 2 ms
+    assert explained["explain_ms"] == 48 and explained["explain_vs_predict"] == 384  # predict p50 at c=1: 0.125 ms
     explained_table = format_table(explained)
     assert "explication (POST /explain)" in explained_table
     assert (
-        "Une explication (Grad-CAM, une à la fois) : 48,0 ms (p50), 24,0 fois une prédiction seule" in explained_table
+        "Une explication (Grad-CAM, une à la fois) : 48,0 ms (p50), 384,0 fois une prédiction seule" in explained_table
     )
+
+
+def test_the_peer_is_compared_level_by_level():
+    measures = _measures() + [Measure("litserve", c, 200.0, 2.0, 9.0, 1000, 0) for c in (1, 8, 32)]
+    summary = summarize(measures, compute_rps=1000.0, batch_size=16, generator="wrk", duration=5, model="m")
+    assert summary["litserve_rps"] == {"1": 200, "8": 200, "32": 200}
+    assert summary["vs_litserve"] == {"1": 1.5, "8": 2.0, "32": 2.25}
+    assert summary["targets"]["vs_litserve@8 >= 1.5"] and summary["targets"]["vs_litserve@32 >= 1.5"]
+    assert "LitServe (--peers)" in format_table(summary)
 
 
 @pytest.mark.slow
@@ -92,14 +115,18 @@ def test_bench_smoke_run(saved_model, generator):
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
     summary = json.loads(lines[-1])
-    for key in KEYS:
+    for key in ("bound_rps", "compute_rps", "health_rps", "naive_rps", "predict_vs_naive"):
         assert isinstance(summary[key], (int, float)) and summary[key] > 0 and math.isfinite(summary[key]), key
+    for key in ("predict_rps", "p50_ms", "p99_ms", "vs_bound"):  # one value per concurrency level
+        assert set(summary[key]) == {"1", "4"} and all(v > 0 and math.isfinite(v) for v in summary[key].values()), key
     assert summary["connections"] == 4  # the level closest to 8 among those measured
     assert summary["errors"] == 0
     table = "\n".join(lines[:-1])
-    assert "cible" in table and "req/s" in table and "p99 (ms)" in table
-    for label in ("plafond (GET /health)", "API naïve (model.predict)", "vraie API (POST /predict)"):
+    assert "cible" in table and "req/s" in table and "p99 (ms)" in table and "/ borne" in table
+    for label in ("route triviale (GET /health)", "vraie API (POST /predict)"):
         assert table.count(label) == 2, label  # one row per concurrency level
+    assert table.count("API naïve (model.predict)") == 1  # the naive API at the headline level only
+    assert "Calcul seul (load_image + réseau, lots de 16)" in table
     assert table.count("explication (POST /explain)") == 1  # one level: explanations run one at a time
     assert summary["explain_ms"] > 0 and summary["explain_vs_predict"] > 0
     assert "Traceback" not in result.stderr

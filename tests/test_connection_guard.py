@@ -37,7 +37,7 @@ class _Settings:
 
 
 def _app() -> Starlette:
-    app = Starlette(routes=[Route("/", _echo, methods=["GET", "POST"])])
+    app = Starlette(routes=[Route("/", _echo, methods=["GET", "POST"]), Route("/health", _echo)])
     app.state.atelier = type("State", (), {"settings": _Settings()})()
     return app
 
@@ -142,6 +142,9 @@ def test_beyond_max_connections_a_new_connection_gets_a_french_503(server):
     head = response.split(b"\r\n\r\n", 1)[0].lower()
     assert b"retry-after: 1" in head and b"connection: close" in head
     assert "connexions ouvertes" in _detail(response) and "réessayez" in _detail(response)
+    health = _connect(server)  # a liveness check still passes beyond the cap
+    health.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert _read_response(health).startswith(b"HTTP/1.1 200 ")
     # the connections already open are still served
     held[0].sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert _read_response(held[0]).startswith(b"HTTP/1.1 200 ")

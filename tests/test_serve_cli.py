@@ -6,9 +6,11 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -157,23 +159,61 @@ def test_serve_unreadable_model_is_a_french_error(tmp_path):
     assert result.stderr.startswith("Erreur") and "Traceback" not in result.stderr
 
 
+def _post_many(url: str, total: int, threads: int) -> list[int]:
+    """*total* POST /predict over *threads* keep-alive connections; the prediction_ids answered."""
+    image = encode(textured_rgb(seed=1))
+
+    def worker(n: int) -> list[int]:
+        with requests.Session() as session:
+            ids = []
+            for i in range(n):
+                response = session.post(url + "/predict", files={"file": (f"{i}.jpg", image, "image/jpeg")}, timeout=60)
+                assert response.status_code == 200, response.text
+                ids.append(response.json()["prediction_id"])
+            return ids
+
+    with ThreadPoolExecutor(threads) as pool:
+        return [i for ids in pool.map(worker, [total // threads] * threads) for i in ids]
+
+
+def _stored_ids(db) -> list[int]:
+    with sqlite3.connect(db) as connection:
+        return [row[0] for row in connection.execute("SELECT id FROM predictions ORDER BY id")]
+
+
+def test_every_answered_prediction_is_in_the_history_after_a_clean_stop(saved_model, tmp_path):
+    """Write-behind history: N answers → N rows once the server stopped (Ctrl+C), with the ids answered."""
+    path, _ = saved_model
+    port, db = free_port(), tmp_path / "h.sqlite3"
+    process = start_serve(path, port, "--db", str(db))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_health(url, process)
+        ids = _post_many(url, 120, 4)
+        # an id is usable at once, written or not: the history route sees it
+        assert requests.get(url + "/predictions", params={"limit": 1}, timeout=30).json()["items"][0]["id"] in ids
+        ids += _post_many(url, 40, 4)  # the last ones are surely still in memory when Ctrl+C comes
+    finally:
+        out = stop(process)
+    assert process.returncode == 0 and "Traceback" not in out, out
+    assert _stored_ids(db) == sorted(ids) == list(range(1, 161))
+
+
 def test_serve_with_two_workers(saved_model, tmp_path):
     """--workers 2: the factory import string + environment variables, each worker loads the model.
 
+    Both workers share one history file: the ids they answer never collide and none is lost at the stop.
     The workers also get the guarded HTTP protocol by name, with the limits of the options
     (atelier.api.protocol): a request whose headers never end is cut after --header-timeout.
     """
     path, metadata = saved_model
-    port = free_port()
-    options = ["--workers", "2", "--db", str(tmp_path / "h.sqlite3"), "--no-access-log", "--header-timeout", "1"]
+    port, db = free_port(), tmp_path / "h.sqlite3"
+    options = ["--workers", "2", "--db", str(db), "--no-access-log", "--header-timeout", "1"]
     process = start_serve(path, port, *options)
     url = f"http://127.0.0.1:{port}"
     try:
         assert wait_health(url, process, timeout=180)["model_version"] == metadata["version"]
-        image = encode(textured_rgb(seed=1))
-        for _ in range(4):
-            response = requests.post(url + "/predict", files={"file": ("t.jpg", image, "image/jpeg")}, timeout=60)
-            assert response.status_code == 200, response.text
+        ids = _post_many(url, 64, 8)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
             slow.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n")  # the blank line never comes
             started = time.monotonic()
@@ -183,3 +223,5 @@ def test_serve_with_two_workers(saved_model, tmp_path):
     finally:
         out = stop(process)
     assert "Traceback" not in out, out
+    assert len(set(ids)) == len(ids) == 64, "two workers never hand out the same prediction_id"
+    assert _stored_ids(db) == sorted(ids), "every answered prediction is in the history after the stop"

@@ -20,6 +20,9 @@ Exemples ::
     # contre un serveur déjà lancé (RSS lue dans /proc si --pid est donné) :
     python tools/open_loop.py --url http://127.0.0.1:8000 --pid 12345 --rate 1000
 
+    # clients lents (« slowloris ») : quand le serveur les coupe-t-il, /health répond-il pendant ce temps ?
+    python tools/open_loop.py --serve --slow-clients 2000
+
 Dernière ligne : le bilan en JSON. Options de ``serve`` après ``--`` (par exemple ``-- --max-inflight 0``).
 """
 
@@ -101,36 +104,34 @@ class Client:
         self.tally = Tally()
 
     async def one(self, scheduled: float) -> int:
-        """Une requête prévue à l'instant *scheduled* (horloge ``perf_counter``) ; son statut (0 : pas de réponse)."""
+        """Une requête prévue à l'instant *scheduled* (horloge ``perf_counter``) ; son statut (0 : pas de réponse).
+
+        Comme un vrai client (urllib3), une connexion persistante que le serveur a fermée entre-temps
+        (inactive depuis plus que son ``timeout_keep_alive``) n'est pas une erreur : la requête repart
+        une fois sur une nouvelle connexion.
+        """
         tally = self.tally
-        try:
-            if self.idle:
-                reader, writer = self.idle.pop()
-            elif tally.open_connections >= self.max_connections:
-                tally.errors += 1  # the client's own limit: counted, never waited for
-                tally.error_kinds["limite du client"] += 1
+        for attempt in (1, 2):
+            connection = await self._connection(fresh=attempt == 2)
+            if connection is None:
                 return 0
-            else:
-                tally.open_connections += 1
-                tally.peak_connections = max(tally.peak_connections, tally.open_connections)
-                reader, writer = await asyncio.open_connection(self.host, self.port)
-        except OSError as exc:
-            tally.open_connections -= 1
-            tally.errors += 1
-            tally.error_kinds[f"connexion : {type(exc).__name__}"] += 1
-            return 0
-        try:
-            writer.write(self.request)
-            status, head, body = await asyncio.wait_for(read_response(reader), self.timeout)
-        except asyncio.TimeoutError:
-            tally.hung += 1
-            self._close(writer)
-            return 0
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-            tally.errors += 1
-            tally.error_kinds[f"réponse : {type(exc).__name__}"] += 1
-            self._close(writer)
-            return 0
+            reader, writer, reused = connection
+            try:
+                writer.write(self.request)
+                status, head, body = await asyncio.wait_for(read_response(reader), self.timeout)
+            except asyncio.TimeoutError:
+                tally.hung += 1
+                self._close(writer)
+                return 0
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+                self._close(writer)
+                stale = reused and (not isinstance(exc, asyncio.IncompleteReadError) or not exc.partial)
+                if stale and attempt == 1:
+                    continue
+                tally.errors += 1
+                tally.error_kinds[f"réponse : {type(exc).__name__}"] += 1
+                return 0
+            break
         elapsed_ms = (time.perf_counter() - scheduled) * 1000
         self._count(status, head, body, elapsed_ms)
         if b"connection: close" in head.lower():
@@ -138,6 +139,29 @@ class Client:
         else:
             self.idle.append((reader, writer))
         return status
+
+    async def _connection(self, fresh: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool] | None:
+        """An idle connection (unless *fresh*) or a new one: ``(reader, writer, reused)``; None if none."""
+        tally = self.tally
+        while self.idle and not fresh:
+            reader, writer = self.idle.pop()
+            if not reader.at_eof():
+                return reader, writer, True
+            self._close(writer)  # closed by the server while idle
+        if tally.open_connections >= self.max_connections:
+            tally.errors += 1  # the client's own limit: counted, never waited for
+            tally.error_kinds["limite du client"] += 1
+            return None
+        tally.open_connections += 1
+        tally.peak_connections = max(tally.peak_connections, tally.open_connections)
+        try:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        except OSError as exc:
+            tally.open_connections -= 1
+            tally.errors += 1
+            tally.error_kinds[f"connexion : {type(exc).__name__}"] += 1
+            return None
+        return reader, writer, False
 
     def _count(self, status: int, head: bytes, body: bytes, elapsed_ms: float) -> None:
         tally = self.tally
@@ -238,6 +262,80 @@ def _rounded(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
+async def slow_client(host: str, port: int, head: bytes, trickle: bytes, period: float) -> tuple[float, bytes]:
+    """Un client « slowloris » : *head*, puis un octet de *trickle* toutes les *period* secondes.
+
+    Renvoie (secondes jusqu'à ce que le serveur ferme la connexion, ce qu'il a répondu) ; si tout
+    *trickle* passe sans fermeture, la durée totale (le serveur ne l'a pas coupé).
+    """
+    reader, writer = await asyncio.open_connection(host, port)
+    started = time.monotonic()
+    writer.write(head)
+    received = b""
+    for byte in trickle:
+        try:
+            data = await asyncio.wait_for(reader.read(65536), period)
+        except asyncio.TimeoutError:
+            writer.write(bytes([byte]))
+            continue
+        except ConnectionError:
+            break
+        received += data
+        if not data or reader.at_eof():
+            break
+    writer.close()
+    return time.monotonic() - started, received
+
+
+async def health_probes(host: str, port: int, stop: asyncio.Event, period: float = 0.5) -> list[tuple[int, float]]:
+    """``GET /health`` sur une nouvelle connexion toutes les *period* s jusqu'à *stop* : (statut, secondes)."""
+    probes = []
+    while not stop.is_set():
+        started = time.monotonic()
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET /health HTTP/1.1\r\nHost: sonde\r\nConnection: close\r\n\r\n")
+        status, _, _ = await asyncio.wait_for(read_response(reader), 30)
+        writer.close()
+        probes.append((status, time.monotonic() - started))
+        await asyncio.sleep(period)
+    return probes
+
+
+async def slow_clients(url: str, count: int, seconds: float) -> dict[str, Any]:
+    """*count* clients qui envoient leurs en-têtes un octet par seconde pendant au plus *seconds* s."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    stop = asyncio.Event()
+    probes = asyncio.ensure_future(health_probes(host, port, stop))
+    head = f"POST /predict HTTP/1.1\r\nHost: {host}\r\nX-Lent: ".encode()
+    clients = []
+    for index in range(count):
+        clients.append(asyncio.ensure_future(slow_client(host, port, head, b"a" * int(seconds), 1.0)))
+        if index % 100 == 99:
+            await asyncio.sleep(0.01)  # like a real attack: a little spread out
+    results = await asyncio.gather(*clients, return_exceptions=True)
+    stop.set()
+    health = await probes
+    closed = sorted(r[0] for r in results if isinstance(r, tuple) and r[0] < seconds - 1)
+    answers = collections.Counter(
+        (r[1].split(b"\r\n", 1)[0].decode("ascii", "replace") or "(fermée sans réponse)")
+        if isinstance(r, tuple)
+        else type(r).__name__
+        for r in results
+    )
+    return {
+        "slow_clients": count,
+        "closed": len(closed),
+        "still_open": count - len(closed),
+        "closed_after_s": [round(closed[0], 1), round(closed[len(closed) // 2], 1), round(closed[-1], 1)]
+        if closed
+        else None,
+        "answers": dict(answers),
+        "health": dict(collections.Counter(status for status, _ in health)),
+        "health_max_ms": round(max(t for _, t in health) * 1000, 1) if health else None,
+    }
+
+
 async def measure(url: str, pid: int | None, args: argparse.Namespace) -> dict[str, Any]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -295,6 +393,14 @@ async def measure(url: str, pid: int | None, args: argparse.Namespace) -> dict[s
 
 
 def report(result: dict[str, Any]) -> str:
+    if "slow_clients" in result:
+        low, mid, high = result["closed_after_s"] or (None, None, None)
+        return (
+            f"clients lents : {result['slow_clients']}, fermés par le serveur : {result['closed']} "
+            f"(après {low} / {mid} / {high} s : min / médiane / max), encore ouverts : {result['still_open']}\n"
+            f"réponses : {result['answers']}\nGET /health pendant ce temps : {result['health']}, "
+            f"au plus {result['health_max_ms']} ms"
+        )
     lines = []
     if result["capacity_rps"] is not None:
         lines.append(f"capacité (boucle fermée) : {result['capacity_rps']} req/s")
@@ -328,6 +434,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--connections", type=int, default=32, help="clients de la mesure de capacité (défaut 32)")
     parser.add_argument("--max-connections", type=int, default=8000, help="connexions au plus côté client")
     parser.add_argument("--timeout", type=float, default=30.0, help="secondes avant de compter « sans réponse »")
+    parser.add_argument(
+        "--slow-clients",
+        type=int,
+        metavar="N",
+        help="au lieu de la charge : N clients « slowloris » (en-têtes à un octet par seconde pendant 60 s)",
+    )
     argv = sys.argv[1:] if argv is None else argv
     extra: list[str] = []
     if "--" in argv:
@@ -339,10 +451,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     return args, extra
 
 
+def run(url: str, pid: int | None, args: argparse.Namespace) -> dict[str, Any]:
+    if args.slow_clients:
+        return asyncio.run(slow_clients(url, args.slow_clients, 60))
+    return asyncio.run(measure(url, pid, args))
+
+
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(argv)
     if not args.serve:
-        result = asyncio.run(measure(args.url, args.pid, args))
+        result = run(args.url, args.pid, args)
     else:
         with tempfile.TemporaryDirectory(prefix="atelier-open-loop-") as tmp:
             workdir = Path(tmp)
@@ -351,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             command = [sys.executable, "-m", "atelier", "serve", "--model", str(model), "--port", str(port)]
             command += ["--no-access-log", "--db", str(workdir / "historique.sqlite3"), *extra]
             with ServerProcess("serve", command, port, workdir) as server:
-                result = asyncio.run(measure(server.url, server.process.pid, args))
+                result = run(server.url, server.process.pid, args)
     print(report(result), flush=True)
     print(json.dumps(result, ensure_ascii=False), flush=True)
     return 0

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
-from .. import metrics
+from .. import gc_pause, metrics
 from ..history import History
 from ..inference import Predictor, ServingModel, warm_batch_sizes
 from ..model_follower import ModelFollower
@@ -20,6 +20,7 @@ from . import openapi
 from .admission import AdmissionMiddleware
 from .errors import install_error_handlers
 from .explanation_pool import ExplanationPool
+from .fast_predict import FastPredictMiddleware
 from .routes import explain, feedback, history, model, predict, repository, web
 from .settings import ApiSettings
 from .state import ApiState
@@ -77,10 +78,15 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
         if state.follower is not None:
             state.follower.start()
         history_store.start_retention(RETENTION_INTERVAL_S)
+        if settings.gc_freeze:
+            gc_pause.freeze()  # no long garbage-collection pause under load (atelier.gc_pause)
         yield
+        gc_pause.thaw()
         if state.follower is not None:
             state.follower.stop()
         history_store.stop_retention()
+        history_store.stop_writer()  # every answered prediction is in the base before the process ends
+        state.close_decoder()
         state.explanations.close()
         if state.predictor is not None:
             state.predictor.close()  # stops the batching thread (restarted on demand if the app is reused)
@@ -163,6 +169,8 @@ def create_app_from_env() -> FastAPI:
 
 
 def _add_middlewares(app: FastAPI, settings: ApiSettings, state: ApiState, paths: set[str]) -> None:
+    # Innermost: the usual POST /predict form skips FastAPI's routing, under every other middleware.
+    app.add_middleware(FastPredictMiddleware, state=state)
     app.add_middleware(ModelVersionHeaderMiddleware, current_version=lambda: state.served_version)
     app.add_middleware(
         BodySizeLimitMiddleware,

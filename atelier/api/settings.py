@@ -360,6 +360,16 @@ class ApiSettings:
             parse=_path,
         ),
     )
+    gc_freeze: bool = field(
+        default=True,
+        metadata=_spec(
+            doc="geler les objets du ramasse-miettes de Python une fois le modèle chargé (atelier.gc_pause : "
+            "plus de pause de plusieurs centaines de ms sous charge) ; False : comportement de Python "
+            "(ATELIER_GC_FREEZE=0)",
+            env="ATELIER_GC_FREEZE",
+            parse=_flag,
+        ),
+    )
     uncertainty_threshold: float | None = field(
         default=None,
         metadata=_spec(

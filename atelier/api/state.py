@@ -8,8 +8,12 @@ FastAPI : mesuré, elle coûte environ 0,1 ms de processeur par requête, un qua
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,12 +24,17 @@ from .. import metrics
 from ..explanation import Explanation, explain_image
 from ..history import History
 from ..image_store import store_image
-from ..inference import Predictor, PredictorUnavailableError
+from ..inference import LoopTarget, Prediction, Predictor, PredictorUnavailableError, deliver
 from ..model_follower import ModelFollower
 from ..model_io import ModelFileError
 from ..preprocessing import load_image
 from .explanation_pool import ExplanationPool
 from .settings import ApiSettings
+
+#: Threads that decode uploaded images. As many as cores: the decoding itself is C (Pillow), and the
+#: bound keeps large images from all being decoded at once.
+DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+_DECODER_LOCK = threading.Lock()
 
 
 class ModelNotReadyError(PredictorUnavailableError):
@@ -44,6 +53,7 @@ class ApiState:
     history: History
     follower: ModelFollower | None = None
     explanations: ExplanationPool = field(default_factory=ExplanationPool)
+    _decode_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def serving_predictor(self) -> Predictor:
         """Le prédicteur, ou :class:`ModelNotReadyError` (503, en français) s'il n'y a pas encore de modèle."""
@@ -61,33 +71,68 @@ class ApiState:
         predictor = self.predictor
         return None if predictor is None else predictor.current.version
 
-    def predict_bytes(self, data: bytes, filename: str | None) -> dict[str, Any]:
-        """Décodage + réseau + historique, dans un thread du pool (jamais sur la boucle d'événements).
+    async def predict_bytes(self, data: bytes, filename: str | None) -> dict[str, Any]:
+        """Décodage (fil de décodage) + réseau (fil du regroupement) + historique ; le JSON de ``POST /predict``.
 
-        Renvoie le JSON de ``POST /predict`` (forme :class:`atelier.api.schemas.PredictionOut`).
+        La boucle d'événements n'attend aucun fil : l'image part dans un fil de décodage, qui la passe
+        au regroupement et se libère aussitôt ; le résultat revient sur la boucle (une fois par lot).
+        Lève :class:`~atelier.preprocessing.ImageError` ou :class:`PredictorUnavailableError`.
         """
         start = time.perf_counter()
-        settings = self.settings
         predictor = self.serving_predictor()
-        image = self._decode(data, predictor.current.image_size)
+        loop = asyncio.get_running_loop()
+        target = LoopTarget(loop, loop.create_future())
         metrics.QUEUE_DEPTH.inc()
         try:
-            prediction = predictor.predict_array(image)
+            self._decoder().submit(self._decode_and_submit, predictor, data, target)
+            prediction: Prediction = await target.future
         finally:
             metrics.QUEUE_DEPTH.dec()
+        return self._record(prediction, data, filename, start)
+
+    def _decoder(self) -> ThreadPoolExecutor:
+        pool = self._decode_pool
+        if pool is None:
+            with _DECODER_LOCK:
+                if self._decode_pool is None:
+                    self._decode_pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="atelier-decodage")
+                pool = self._decode_pool
+        return pool
+
+    def close_decoder(self) -> None:
+        """Arrête les fils de décodage (recréés à la demande si l'application resert)."""
+        with _DECODER_LOCK:
+            pool, self._decode_pool = self._decode_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _decode_and_submit(self, predictor: Predictor, data: bytes, target: LoopTarget) -> None:
+        """In a decoding thread: the image → the batcher; an image error goes back to the waiting request."""
+        try:
+            image = self._decode(data, predictor.current.image_size)
+        except Exception as exc:
+            deliver([(target, exc)])
+            return
+        predictor.submit_to_loop(image, target)
+
+    def _record(self, prediction: Prediction, data: bytes, filename: str | None, start: float) -> dict[str, Any]:
+        """The history row (written behind, its id valid at once) and the JSON answer."""
+        settings = self.settings
         probabilities = prediction.as_dict()
         label = prediction.label
-        digest = hashlib.sha256(data).hexdigest()
+        # The hash is the writer thread's job, unless the image is kept (its file is named by the hash).
+        digest = None if settings.store_images_dir is None else hashlib.sha256(data).hexdigest()
         duration_ms = (time.perf_counter() - start) * 1000
         prediction_id = self.history.add(
             label=label,
             probabilities=probabilities,
             model_version=prediction.model_version,
             image_sha256=digest,
+            image=data if digest is None else None,
             filename=filename,
             duration_ms=duration_ms,
         )
-        if settings.store_images_dir is not None:
+        if settings.store_images_dir is not None and digest is not None:
             # After the row: the retention never sees this image without a row that refers to it.
             store_image(settings.store_images_dir, digest, data)
         return {

@@ -1,4 +1,4 @@
-"""Commande ``python -m atelier bench`` : mesurer la vitesse de l'API (plafond, API naïve et ``/predict``)."""
+"""Commande ``python -m atelier bench`` : mesurer la vitesse de l'API (borne, route triviale, ``/predict``, pairs)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,15 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
         help="générateur de charge : wrk s'il est installé (auto, défaut), wrk ou python",
     )
     parser.add_argument("--warmup", type=float, default=1.0, help="secondes de chauffe par cible (défaut : 1)")
+    parser.add_argument(
+        "--no-naive", dest="naive", action="store_false", help="ne pas mesurer l'API naïve (plus rapide)"
+    )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="mesurer aussi LitServe sur le même modèle, dans un environnement à part créé dans le cache "
+        "(téléchargé depuis PyPI la première fois)",
+    )
 
 
 def _bench_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,6 +64,8 @@ def _bench_run(args: argparse.Namespace) -> dict[str, Any]:
             connections=args.connections,
             generator=args.generator,
             warmup=args.warmup,
+            naive=args.naive,
+            peers=args.peers,
             log=lambda text: print(text, file=sys.stderr, flush=True),
         )
     except BenchError as exc:
@@ -63,4 +74,6 @@ def _bench_run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-BENCH = Command("bench", _bench_args, _bench_run, "mesurer la vitesse de l'API : plafond, API naïve et /predict")
+BENCH = Command(
+    "bench", _bench_args, _bench_run, "mesurer la vitesse de l'API : borne de calcul, route triviale, /predict, pairs"
+)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .core import CliError, Command
 from .repository import add_min_accuracy_argument, add_model_dir_argument, min_accuracy
@@ -19,7 +20,10 @@ FACTORY = "atelier.api:create_app_from_env"
 #: Seconds a worker may take to answer uvicorn's health check (it loads TensorFlow and the model first).
 WORKER_STARTUP_TIMEOUT_S = 120
 #: The guarded HTTP protocol of the worker processes, by name (their configuration is pickled).
-WORKER_PROTOCOL = "atelier.api.protocol:AutoProtocol"
+WORKER_PROTOCOLS = {
+    "httptools": "atelier.api.protocol:HttpToolsProtocol",
+    "h11": "atelier.api.protocol:H11Protocol",
+}
 
 
 def _serve_args(parser: argparse.ArgumentParser) -> None:
@@ -84,7 +88,14 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
         "nécessaire pour GET /predictions/{id}/explanation et le réentraînement",
     )
     parser.add_argument(
-        "--no-access-log", dest="access_log", action="store_false", help="ne pas écrire une ligne par requête"
+        "--access-log",
+        dest="access_log",
+        action="store_true",
+        default=False,
+        help="écrire une ligne par requête dans le terminal (défaut : non ; mesuré, elle coûte ≈ 10 %% du débit)",
+    )
+    parser.add_argument(
+        "--no-access-log", dest="access_log", action="store_false", help="pas de ligne par requête (le défaut)"
     )
     _overload_args(parser)
 
@@ -124,6 +135,19 @@ def _overload_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("surcharge et clients lents (voir le README, « Sous la charge »)")
     for name, (_, kind, help_text) in OVERLOAD_OPTIONS.items():
         group.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=help_text)
+
+
+def fast_protocols() -> tuple[Literal["uvloop", "asyncio"], Literal["httptools", "h11"]]:
+    """The HTTP parser and event loop of ``serve``, chosen by measurement (``python -m atelier bench``).
+
+    httptools (the C parser of Node.js) instead of h11 (pure Python), uvloop (libuv) instead of the
+    asyncio loop: the event loop thread is what limits the server (profiled: ≈ 90 % of the time the
+    GIL is held), and both shorten it. uvloop has no Windows build: there the asyncio loop is used.
+    The notebook helper (:func:`atelier.server.start_server`) keeps the plain asyncio loop.
+    """
+    loop: Literal["uvloop", "asyncio"] = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    http: Literal["httptools", "h11"] = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+    return loop, http
 
 
 def _serve_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -226,12 +250,13 @@ def _run_one_process(args: argparse.Namespace, sock: socket.socket, url: str) ->
     except BaseException:
         sock.close()
         raise
+    loop, http = fast_protocols()
     config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
-        loop="asyncio",
-        http=guarded_protocol("auto", connection_limits_of(app)),  # slow clients cut, connections capped
+        loop=loop,
+        http=guarded_protocol(http, connection_limits_of(app)),  # slow clients cut, connections capped
         log_level="info",
         access_log=args.access_log,
         timeout_graceful_shutdown=10,
@@ -262,6 +287,7 @@ def _run_workers(args: argparse.Namespace, model: Path | None, url: str) -> None
         f"API de l'atelier : {args.workers} processus sur {url} (documentation : {url}/docs). Ctrl+C pour arrêter.",
         flush=True,
     )
+    loop, http = fast_protocols()
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.run(
             FACTORY,
@@ -272,7 +298,8 @@ def _run_workers(args: argparse.Namespace, model: Path | None, url: str) -> None
             # Each worker imports TensorFlow and loads its model before answering uvicorn's health
             # checks: 5 s (uvicorn's default) is too short on a busy laptop, the worker would be killed.
             timeout_worker_healthcheck=WORKER_STARTUP_TIMEOUT_S,
-            http=WORKER_PROTOCOL,
+            http=WORKER_PROTOCOLS[http],
+            loop=loop,
             log_level="info",
             access_log=args.access_log,
             timeout_graceful_shutdown=10,

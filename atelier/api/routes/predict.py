@@ -6,13 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from ...inference import PredictorUnavailableError
 from ...preprocessing import ImageError
 from ..errors import documented, error_response, image_error_status
 from ..schemas import PredictionOut
-from ..state import state_of
+from ..state import ApiState, state_of
 from ..version_header import ModelVersionHeaderMiddleware
 
 router = APIRouter(tags=["prédiction"])
@@ -42,11 +41,14 @@ async def predict(
     request: Request,
     file: Annotated[UploadFile, File(description="L'image à classer (JPEG, PNG, WebP, BMP ou TIFF).")],
 ) -> JSONResponse:
-    # Hot route: the state without dependency injection (see atelier.api.state).
-    state = state_of(request)
-    data = await file.read()
+    # The usual form never gets here (atelier.api.fast_predict answers it); other shapes are parsed here.
+    return await answer(state_of(request), await file.read(), file.filename)
+
+
+async def answer(state: ApiState, data: bytes, filename: str | None) -> JSONResponse:
+    """The answer of ``POST /predict`` for an uploaded file (the route and its short path share it)."""
     try:
-        result = await run_in_threadpool(state.predict_bytes, data, file.filename)
+        result = await state.predict_bytes(data, filename)
     except ImageError as exc:
         return error_response(image_error_status(exc), str(exc))
     except PredictorUnavailableError as exc:
