@@ -624,7 +624,8 @@ def summarize(
     summary["explain_vs_predict"] = (
         round(explain.p50_ms / alone.p50_ms, 1) if explain and alone and alone.p50_ms else None
     )
-    litserve = _by_level(measures, "litserve", "rps")
+    # A peer that answered errors is not compared (its requests per second would be errors per second).
+    litserve = {str(m.connections): round(m.rps, 2) for m in measures if m.target == "litserve" and not m.errors}
     if litserve:
         summary["litserve_rps"] = litserve
         summary["litserve_p99_ms"] = _by_level(measures, "litserve", "p99_ms")

@@ -15,6 +15,7 @@ from typing import Any
 
 import litserve as ls  # only in the peer's environment
 import numpy as np
+from starlette.requests import Request
 
 from atelier.preprocessing import load_image
 
@@ -41,8 +42,11 @@ class AtelierLitAPI(ls.LitAPI):
             call(np.zeros((n, size, size, 3), np.float32))
         self.call = call
 
-    def decode_request(self, request: Any) -> np.ndarray:
-        return load_image(request["file"].file.read(), self.size)
+    def decode_request(self, request: Request) -> np.ndarray:
+        # Annotated Request: LitServe hands over the parsed form (another annotation would be read as a
+        # query parameter); _bytes_of_the_form made it {"file": bytes} in the HTTP process.
+        form: Any = request
+        return load_image(form["file"], self.size)
 
     def batch(self, inputs: list[np.ndarray]) -> np.ndarray:
         return np.stack(inputs).astype(np.float32)
@@ -56,6 +60,27 @@ class AtelierLitAPI(ls.LitAPI):
     def encode_response(self, output: np.ndarray) -> dict[str, Any]:
         best = int(np.argmax(output))
         return {"label": self.classes[best], "probabilities": dict(zip(self.classes, map(float, output), strict=True))}
+
+
+def _bytes_of_the_form() -> None:
+    """LitServe pickles the parsed form to its inference process, and Starlette's ``UploadFile`` does not
+    pickle (« Pickling an AuthenticationString object is disallowed »): read the file in the HTTP process."""
+    from litserve.server import BaseRequestHandler
+
+    prepare = BaseRequestHandler._prepare_request
+
+    async def prepare_with_bytes(self: Any, request: Any, request_type: Any) -> Any:
+        payload = await prepare(self, request, request_type)
+        upload = payload.get("file") if hasattr(payload, "get") else None
+        if upload is not None and hasattr(upload, "read"):
+            return {"file": await upload.read()}
+        return payload
+
+    BaseRequestHandler._prepare_request = prepare_with_bytes
+
+
+# At import: LitServe's HTTP servers are spawned processes, which import this module (as __mp_main__).
+_bytes_of_the_form()
 
 
 def main(argv: list[str]) -> None:

@@ -85,6 +85,9 @@ def test_the_peer_is_compared_level_by_level():
     assert summary["vs_litserve"] == {"1": 1.5, "8": 2.0, "32": 2.25}
     assert summary["targets"]["vs_litserve@8 >= 1.5"] and summary["targets"]["vs_litserve@32 >= 1.5"]
     assert "LitServe (--peers)" in format_table(summary)
+    failing = [*_measures(), *(Measure("litserve", c, 900.0, 1.0, 2.0, 4500, 4500) for c in (8, 32))]
+    broken = summarize(failing, compute_rps=1000.0, batch_size=16, generator="wrk", duration=5, model="m")
+    assert "vs_litserve" not in broken and not any("litserve" in name for name in broken["targets"])
 
 
 @pytest.mark.slow

@@ -55,10 +55,12 @@ def test_other_models_are_never_trained(cache, monkeypatch):
 
 def test_training_plan_adapts_to_the_size_of_the_dataset():
     small, default, large = (training.training_plan(n) for n in (280, 1120, 3940))
-    assert (small.steps_per_epoch, small.total_steps) == (40, 800)  # 100 images per class: repeated
-    assert (default.steps_per_epoch, default.total_steps) == (40, 800)
-    assert (large.steps_per_epoch, large.total_steps) == (80, 1600)  # 5,631 images: a few minutes
+    assert (small.steps_per_epoch, small.total_steps) == (45, 810)  # 100 images per class: repeated
+    assert (default.steps_per_epoch, default.total_steps) == (35, 630)  # one pass: under a minute on 2 cores
+    assert (large.steps_per_epoch, large.total_steps) == (64, 1152)  # 5,631 images: a few minutes
     assert training.training_plan(3000, epochs=5, batch_size=64).steps_per_epoch == 47
+    assert training.training_plan(31 * 32).steps_per_epoch == 45  # 31 batches: a small set, repeated
+    assert training.training_plan(32 * 32).steps_per_epoch == 32  # 32 batches: one pass
     with pytest.raises(ValueError, match="au moins 1"):
         training.training_plan(100, epochs=0)
     with pytest.raises(ValueError, match="vide"):

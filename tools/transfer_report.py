@@ -32,6 +32,7 @@ from atelier.evaluation import confusion_matrix, evaluate_dataset, predict_proba
 from atelier.formatting import percent
 from atelier.french_argparse import EXIT_USAGE, FrenchArgumentParser
 from atelier.model_io import ModelFileError, load_model
+from atelier.training import DEFAULT_EPOCHS
 
 
 def format_report(title: str, report: dict[str, Any]) -> str:
@@ -121,7 +122,12 @@ def build_parser() -> FrenchArgumentParser:
         "folders", nargs="+", type=Path, metavar="DOSSIER", help="images réelles, un sous-dossier par classe"
     )
     parser.add_argument("--model", type=Path, default=None, help="modèle .keras déjà entraîné (sinon : entraîné ici)")
-    parser.add_argument("--epochs", type=int, default=20, help="époques de chaque entraînement (défaut : 20)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=DEFAULT_EPOCHS,
+        help=f"époques de chaque entraînement (défaut : {DEFAULT_EPOCHS})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="graine (défaut : 0)")
     parser.add_argument(
         "--small-set", action="store_true", help="mesurer aussi un entraînement sur la moitié de chaque dossier"
