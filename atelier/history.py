@@ -50,6 +50,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import sqlite3
 import threading
 import unicodedata
@@ -146,11 +147,11 @@ def _row_dict(row: tuple[Any, ...]) -> dict[str, Any]:
         "id": row[0],
         "created": row[1],
         "label": row[2],
-        "probabilities": json.loads(row[3]),
+        "probabilities": _finite_values(row[3]),
         "model_version": row[4],
         "image_sha256": row[5],
         "filename": row[6],
-        "duration_ms": row[7],
+        "duration_ms": row[7] if isinstance(row[7], (int, float)) and math.isfinite(row[7]) else None,
         "feedback_label": row[8],
         "feedback_comment": row[9],
         "feedback_by": row[10],
@@ -179,6 +180,17 @@ def sanitize_filename(name: str | None) -> str | None:
         else:
             text = text[: MAX_FILENAME_CHARS - 1] + "…"
     return text
+
+
+def _finite_values(text: str) -> dict[str, float | None]:
+    """Probabilities of a stored row; a non-finite value (a row written by an older version) becomes None."""
+    try:
+        values = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(values, dict):
+        return {}
+    return {str(k): float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None for k, v in values.items()}
 
 
 class _FlushFirstLock:
@@ -279,14 +291,22 @@ class History:
         """Ajoute une prédiction et renvoie son identifiant, sans attendre l'écriture (voir le module).
 
         ``image`` : les octets de l'image, dont l'empreinte est calculée par le fil d'écriture (ou
-        ``image_sha256`` si elle est déjà connue). ``columns`` : d'autres colonnes de la table.
+        ``image_sha256`` si elle est déjà connue). ``columns`` : d'autres colonnes de la table. Lève
+        ``ValueError`` si une probabilité ou la durée n'est pas un nombre fini : l'historique n'en garde jamais
+        (le JSON de l'API ne peut pas en contenir).
         """
+        if not math.isfinite(duration_ms):
+            raise ValueError(f"Durée non finie ({duration_ms}) : prédiction non enregistrée.")
+        try:
+            encoded = json.dumps(probabilities, ensure_ascii=False, allow_nan=False)
+        except ValueError:
+            raise ValueError("Probabilité non finie : prédiction non enregistrée dans l'historique.") from None
         if (image_sha256 is None) == (image is None):
             raise ValueError("Donnez soit image_sha256, soit image.")
         row: dict[str, Any] = {
             "created": _now(),
             "label": label,
-            "probabilities": json.dumps(probabilities, ensure_ascii=False),
+            "probabilities": encoded,
             "model_version": model_version,
             "image_sha256": image_sha256 if image is None else image,
             "filename": sanitize_filename(filename),

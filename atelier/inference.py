@@ -39,6 +39,7 @@ import numpy as np
 
 from . import gc_pause
 from .model_io import ModelFileError, ModelInfo, load_model
+from .samples import check_images, check_outputs, probabilities_on
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,11 @@ class ServingModel:
     def metadata(self) -> dict[str, Any]:
         return self.info.metadata
 
+    @property
+    def public_metadata(self) -> dict[str, Any]:
+        """Les métadonnées montrées par l'API, avec la version servie (voir :attr:`ModelInfo.public_metadata`)."""
+        return self.info.public_metadata
+
     @classmethod
     def load(
         cls,
@@ -135,6 +141,11 @@ class ServingModel:
                 f"Le nouveau modèle attend des images {new.image_size}×{new.image_size}, le modèle en "
                 f"service {self.image_size}×{self.image_size}."
             )
+        if new.version == self.version and new.info.sha256 != self.info.sha256:
+            raise IncompatibleModelError(
+                f"Le nouveau modèle a la même version « {new.version} » que le modèle en service mais un autre "
+                "fichier : une version désigne un seul fichier."
+            )
 
     def compile(self) -> None:
         import tensorflow as tf
@@ -152,19 +163,17 @@ class ServingModel:
         self._call = call
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
-        """Trace le graphe, prépare les noyaux pour chaque taille de lot et vérifie les probabilités."""
+        """Trace le graphe, prépare les noyaux pour chaque taille de lot et vérifie les probabilités.
+
+        Les sorties sont vérifiées sur des images aléatoires (chaque taille de lot) **et sur de vraies
+        images** (:func:`atelier.samples.check_images`) : un modèle qui renvoie ``NaN`` ou des valeurs non
+        normalisées sur de vraies photos est refusé avant d'être mis en service.
+        """
         rng = np.random.default_rng(0)
         for n in sorted(set(batch_sizes) | {1}):
             images = rng.integers(0, 256, (n, self.image_size, self.image_size, 3)).astype(np.float32)
-            out = self.run(images)
-            if out.shape != (n, len(self.classes)):
-                raise ModelFileError(
-                    f"Le modèle renvoie un tableau de forme {out.shape} au lieu de ({n}, {len(self.classes)})."
-                )
-            if not np.all(np.isfinite(out)) or np.any(out < -1e-4) or not np.allclose(out.sum(axis=1), 1, atol=1e-3):
-                raise ModelFileError(
-                    "Le modèle ne renvoie pas des probabilités (sa dernière couche doit être un softmax)."
-                )
+            check_outputs(self.run(images), n, len(self.classes), where="Sur des images aléatoires")
+        probabilities_on(self, check_images(), where="Sur les images d'exemple réelles")
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """Probabilités pour un lot ``float32`` ``(n, taille, taille, 3)`` (valeurs 0–255)."""

@@ -85,15 +85,28 @@ def build_cnn(
     return model
 
 
-def compile_model(model: keras.Model, learning_rate: float = 3e-3, *, total_steps: int | None = None) -> keras.Model:
+def compile_model(
+    model: keras.Model, learning_rate: float = 3e-3, *, total_steps: int | None = None, warmup_steps: int = 0
+) -> keras.Model:
     """Compile le modèle : Adam, entropie croisée pour des étiquettes entières, exactitude (accuracy).
 
     Avec ``total_steps`` (nombre de lots par époque × nombre d'époques), le taux d'apprentissage
     décroît en cosinus de ``learning_rate`` jusqu'à presque zéro à la fin de l'entraînement : de grands
     pas au début, de petits pas pour finir. Sur le jeu par défaut, c'est ce qui rend l'entraînement
     stable d'une graine à l'autre (97,5 à 99,2 % en 20 époques, contre 93 à 96 % à taux constant).
+
+    ``warmup_steps`` (compris dans ``total_steps``) : le pas monte d'abord linéairement d'un dixième de
+    ``learning_rate`` jusqu'à ``learning_rate`` (utile pour un long entraînement à grand pas).
     """
-    if total_steps:
+    if total_steps and warmup_steps:
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate / 10,
+            decay_steps=total_steps - warmup_steps,
+            alpha=0.02,
+            warmup_target=learning_rate,
+            warmup_steps=warmup_steps,
+        )
+    elif total_steps:
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps, alpha=0.02)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),

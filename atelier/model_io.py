@@ -7,6 +7,7 @@ dans l'ordre des sorties du réseau et la taille des images attendues.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -15,6 +16,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .model_metadata import check_metadata, parse_metadata_json
 
 METADATA_FORMAT = "atelier-cnn/1"
 
@@ -25,11 +28,12 @@ class ModelFileError(ValueError):
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Un modèle chargé et ses métadonnées."""
+    """Un modèle chargé, ses métadonnées et l'empreinte SHA-256 de son fichier."""
 
     model: Any  # keras.Model
     metadata: dict[str, Any]
     path: Path
+    sha256: str = ""
 
     @property
     def classes(self) -> list[str]:
@@ -39,9 +43,42 @@ class ModelInfo:
     def image_size(self) -> int:
         return int(self.metadata["image_size"])
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
-        return str(self.metadata["version"])
+        """La version servie, dérivée du fichier par :func:`served_version` (pas recopiée des métadonnées)."""
+        return served_version(self.metadata, self.sha256, self.path)
+
+    @property
+    def public_metadata(self) -> dict[str, Any]:
+        """Les métadonnées montrées par l'API : ``version`` est la version servie, ``declared_version``
+        l'étiquette écrite dans le fichier de métadonnées."""
+        return {**self.metadata, "version": self.version, "declared_version": str(self.metadata["version"])}
+
+
+def served_version(metadata: dict[str, Any], sha256: str, path: Path) -> str:
+    """La version d'un modèle en service, dérivée par le serveur de l'empreinte de son fichier.
+
+    L'étiquette ``version`` des métadonnées n'est qu'une étiquette : n'importe qui peut l'écrire. La version
+    servie (en-tête ``X-Model-Version``, historique, ``/model``) est ``<étiquette>-<8 premiers caractères du
+    SHA-256 du fichier>`` ; elle vaut l'étiquette elle-même si celle-ci se termine déjà par cette empreinte
+    (le défaut de :func:`save_model`) ou, pour une version N d'un dépôt de modèles (``N/model.keras``,
+    numéro donné par le dépôt à la publication), si l'étiquette est ce numéro N. Un autre fichier ne peut
+    donc pas reprendre la version d'un modèle en service.
+    """
+    label = str(metadata["version"])
+    short = sha256[:8]
+    if short and label.endswith(f"-{short}"):
+        return label
+    repository = metadata.get("repository")
+    if (
+        label.isdigit()
+        and path.name == "model.keras"
+        and path.parent.name == label
+        and isinstance(repository, dict)
+        and repository.get("version") == int(label)
+    ):
+        return label
+    return f"{label}-{short}" if short else label
 
 
 def metadata_path(model_path: str | Path) -> Path:
@@ -116,30 +153,22 @@ def read_metadata(model_path: str | Path) -> dict[str, Any]:
             f"JSON du même nom ; enregistrez-le avec atelier.model_io.save_model."
         )
     try:
-        metadata = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"Métadonnées illisibles dans {meta_file.name} : {exc}") from None
+        metadata = parse_metadata_json(meta_file.read_bytes(), source=meta_file.name)
+    except ValueError as exc:
+        raise ModelFileError(str(exc)) from None
     return validate_metadata(metadata, source=meta_file.name)
 
 
 def validate_metadata(metadata: Any, *, source: str = "métadonnées") -> dict[str, Any]:
-    """Vérifie qu'un dictionnaire de métadonnées contient des classes, une taille d'image et une version."""
-    if not isinstance(metadata, dict):
-        raise ModelFileError(f"{source} : un objet JSON est attendu.")
-    classes = metadata.get("classes")
-    if (
-        not isinstance(classes, list)
-        or len(classes) < 2
-        or not all(isinstance(c, str) and c for c in classes)
-        or len(set(classes)) != len(classes)
-    ):
-        raise ModelFileError(f"{source} : « classes » doit être une liste d'au moins deux noms distincts.")
-    size = metadata.get("image_size")
-    if not isinstance(size, int) or not 8 <= size <= 1024:
-        raise ModelFileError(f"{source} : « image_size » doit être un entier entre 8 et 1024.")
-    if not isinstance(metadata.get("version"), str) or not metadata["version"]:
-        raise ModelFileError(f"{source} : « version » doit être une chaîne non vide.")
-    return metadata
+    """Vérifie des métadonnées avec leur schéma (:mod:`atelier.model_metadata`) ; ``ModelFileError`` sinon.
+
+    Classes, taille d'image et version sont exigées ; tous les nombres sont finis, la profondeur et les
+    longueurs bornées, la version et les classes sont des textes imprimables.
+    """
+    try:
+        return check_metadata(metadata, source=source)
+    except ValueError as exc:
+        raise ModelFileError(str(exc)) from None
 
 
 def load_model(path: str | Path) -> ModelInfo:
@@ -157,6 +186,15 @@ def load_model(path: str | Path) -> ModelInfo:
     metadata = read_metadata(path)
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path.name} n'est pas un modèle Keras (.keras) valide.")
+    sha = file_sha256(path)
+    if isinstance(metadata.get("sha256"), str) and metadata["sha256"].lower() != sha:
+        raise ModelFileError(
+            f"{path.name} ne correspond pas à l'empreinte sha256 de ses métadonnées (fichier modifié, ou "
+            "mauvais couple modèle/métadonnées)."
+        )
+    from .keras_archive import check_keras_archive
+
+    check_keras_archive(path)  # a zip bomb is refused before Keras reads anything
     import keras
 
     try:
@@ -164,7 +202,7 @@ def load_model(path: str | Path) -> ModelInfo:
     except Exception as exc:  # Keras raises ValueError, KeyError, OSError, TypeError… for bad files
         raise ModelFileError(f"{path.name} n'est pas un modèle Keras lisible : {exc}") from None
     check_compatible(model, metadata, source=path.name)
-    return ModelInfo(model=model, metadata=metadata, path=path)
+    return ModelInfo(model=model, metadata=metadata, path=path, sha256=sha)
 
 
 def check_compatible(model, metadata: dict[str, Any], *, source: str = "modèle") -> None:

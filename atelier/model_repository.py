@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .model_io import ModelFileError, atomic_write_text, file_sha256, metadata_path, read_metadata
+from .samples import default_sample_dir, probabilities_on, sample_files
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,6 @@ DEFAULT_MIN_ACCURACY = 0.5
 ACCURACY_KEYS = ("validation_accuracy", "val_accuracy", "test_accuracy", "accuracy")
 #: Below this gap between the two highest probabilities an image has no reliable label: not compared.
 GOLDEN_MIN_MARGIN = 1e-3
-#: Image formats read in the sample folder.
-SAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 _PUBLISH_PREFIX = ".publication-"
 
@@ -69,37 +68,26 @@ class UnknownVersionError(RepositoryError):
     """La version demandée n'existe pas dans le dépôt."""
 
 
-def default_sample_dir() -> Path:
-    """Les images d'exemple de l'atelier : ``$ATELIER_SAMPLES`` ou ``images/exemples/`` du dépôt git."""
-    explicit = os.environ.get("ATELIER_SAMPLES")
-    if explicit:
-        return Path(explicit).expanduser()
-    return Path(__file__).resolve().parent.parent / "images" / "exemples"
-
-
 def _sample_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise RepositoryError(
             f"Images d'exemple introuvables : {directory}. Elles servent de témoins pour vérifier chaque "
             "version ; indiquez leur dossier avec la variable ATELIER_SAMPLES."
         )
-    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in SAMPLE_SUFFIXES and p.is_file())
+    files = sample_files(directory)
     if not files:
         raise RepositoryError(f"Aucune image d'exemple dans {directory} : impossible de vérifier les modèles.")
     return files
 
 
 def _probabilities(serving, files: list[Path]) -> np.ndarray:
-    """Sorties du modèle pour les images *files* (prétraitées par ``load_image``), vérifiées."""
-    from .preprocessing import load_image
-
-    batch = np.stack([load_image(f, serving.image_size) for f in files]).astype(np.float32)
-    out = np.asarray(serving.run(batch))
-    if out.shape != (len(files), len(serving.classes)):
-        raise RepositoryError(f"Le modèle renvoie un tableau de forme {out.shape} sur les images d'exemple.")
-    if not np.all(np.isfinite(out)) or np.any(out < -1e-4) or not np.allclose(out.sum(axis=1), 1, atol=1e-3):
-        raise RepositoryError("Sur les images d'exemple, le modèle ne renvoie pas des probabilités finies.")
-    return out
+    """Sorties du modèle pour les images *files*, vérifiées (:class:`RepositoryError` sinon)."""
+    try:
+        return probabilities_on(serving, files)
+    except RepositoryError:
+        raise
+    except ModelFileError as exc:
+        raise RepositoryError(str(exc)) from None
 
 
 def golden_record(serving, sample_dir: Path) -> dict[str, dict[str, Any]]:

@@ -9,13 +9,19 @@ La normalisation des pixels (division par 255) n'est pas faite ici : elle est un
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
+import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .memory import release_free_memory
 
 #: Side of the square images the workshop's models take, in pixels.
 IMAGE_SIZE = 64
@@ -23,8 +29,23 @@ IMAGE_SIZE = 64
 #: Formats accepted everywhere (sniffed from the bytes by Pillow, never from a file name).
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
 
-#: Largest image accepted, in pixels (width × height), checked from the header before decoding.
-MAX_PIXELS = 25_000_000
+#: Largest image accepted, in pixels actually decoded (width × height, after JPEG's reduce-on-load), checked
+#: from the header before decoding. The model sees 64×64 pixels: a 4K screenshot (3840×2160, 8.3 Mpx) is already
+#: 2,000 times more than it uses, and decoding it costs ≈ 25 MB (RGB) plus the conversions. Beyond that a file is
+#: either a mistake or a decompression bomb (a 84 KB PNG of 5000×5000 costs ≈ 75 MB): refused with a 413. Photos
+#: from a phone (12 Mpx JPEG) still pass, because a JPEG is decoded at 1/8 of its size (``draft``).
+MAX_PIXELS = 3840 * 2160
+
+#: Pixels that may be decoding at the same time in one process (:class:`DecodeBudget` of the API): two
+#: worst-case images, ≈ 150 MB at most, whatever the number of simultaneous uploads.
+DECODE_BUDGET_PIXELS = 2 * MAX_PIXELS
+
+#: Images up to this many pixels decode without taking the budget (the usual 64×64 … 512×512 tiles: the
+#: /predict hot path never waits for a lock); 40 of them at once cost ≈ 30 MB.
+SMALL_IMAGE_PIXELS = 512 * 512
+
+#: Longest wait for the decode budget before an image is refused (503: the server is busy decoding).
+DECODE_WAIT_S = 30.0
 
 ImageSource = bytes | bytearray | memoryview | str | Path | BinaryIO | Image.Image
 
@@ -49,33 +70,88 @@ class CorruptImageError(ImageError):
     """Le format est reconnu mais l'image est illisible (tronquée, abîmée)."""
 
 
+class DecodeBusyError(RuntimeError):
+    """Trop de grandes images sont en cours de décodage : réessayer dans un instant (503 pour l'API)."""
+
+
+class DecodeBudget:
+    """Borne les pixels en cours de décodage dans le processus (un sémaphore pondéré par le nombre de pixels).
+
+    Une grande image réserve ses pixels le temps de son décodage et de son redimensionnement ; au-delà de
+    ``max_pixels`` réservés, les suivantes attendent (au plus ``wait_s`` secondes, puis
+    :class:`DecodeBusyError`). Une image plus grande que tout le budget le prend en entier, seule. Les petites
+    images (``small_pixels``) passent sans verrou.
+    """
+
+    def __init__(
+        self,
+        max_pixels: int = DECODE_BUDGET_PIXELS,
+        *,
+        small_pixels: int = SMALL_IMAGE_PIXELS,
+        wait_s: float = DECODE_WAIT_S,
+    ) -> None:
+        if max_pixels < 1:
+            raise ValueError("max_pixels doit être au moins 1.")
+        self.max_pixels = int(max_pixels)
+        self.small_pixels = int(small_pixels)
+        self.wait_s = float(wait_s)
+        self.in_use = 0
+        #: Highest number of pixels reserved at the same time (for the tests and the curious).
+        self.peak = 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def reserve(self, pixels: int) -> Iterator[None]:
+        if pixels <= self.small_pixels:
+            yield
+            return
+        weight = min(int(pixels), self.max_pixels)
+        deadline = time.monotonic() + self.wait_s
+        with self._cond:
+            while self.in_use + weight > self.max_pixels:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._cond.wait(remaining):
+                    if self.in_use + weight <= self.max_pixels:
+                        break
+                    raise DecodeBusyError(
+                        "Le serveur décode déjà plusieurs grandes images : réessayez dans un instant, ou "
+                        "envoyez une image plus petite."
+                    )
+            self.in_use += weight
+            self.peak = max(self.peak, self.in_use)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.in_use -= weight
+                self._cond.notify_all()
+            # The freed blocks would otherwise stay in this thread's malloc arena (≈ 2 GB kept after 40
+            # parallel uploads, measured): give them back to the system (a few ms, large images only).
+            release_free_memory()
+
+
 def _formats_text(formats: tuple[str, ...]) -> str:
     names = [{"WEBP": "WebP"}.get(f, f) for f in formats]
     return ", ".join(names[:-1]) + " ou " + names[-1] if len(names) > 1 else names[0]
 
 
-def open_image(
-    source: ImageSource,
-    *,
-    max_pixels: int = MAX_PIXELS,
-    formats: tuple[str, ...] = ALLOWED_FORMATS,
-    draft_size: int | None = None,
+def _too_large(width: int, height: int, max_pixels: int) -> ImageTooLargeError:
+    return ImageTooLargeError(
+        f"Image trop grande : {width}×{height} pixels ; le maximum accepté est {max_pixels:_} pixels.".replace(
+            "_", "\u202f"
+        )
+    )
+
+
+def _open_header(
+    source: ImageSource, *, max_pixels: int, formats: tuple[str, ...], draft_size: int | None
 ) -> Image.Image:
-    """Ouvre une image et la renvoie décodée, en RVB 8 bits, orientée selon ses données EXIF.
-
-    *source* peut être des octets, un chemin, un fichier ouvert ou une image Pillow. Le format est
-    reconnu d'après le contenu (jamais d'après le nom). Les modes CMJN (CMYK, y compris les JPEG
-    Adobe inversés), niveaux de gris, palette, transparence et 16 bits deviennent un RVB correct.
-
-    Lève une :class:`ImageError` (message en français) si l'image est vide, dans un format non
-    accepté, trop grande ou illisible.
-    """
+    """Read the header only (Pillow is lazy), apply JPEG's reduce-on-load and check the pixel cap."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.stat().st_size == 0:
             raise EmptyImageError(f"Le fichier {path.name} est vide : il ne contient aucune image.")
-        with open(path, "rb") as stream:
-            return open_image(stream, max_pixels=max_pixels, formats=formats, draft_size=draft_size)
+        source = path.read_bytes()
     if isinstance(source, Image.Image):
         image = source
     else:
@@ -102,18 +178,24 @@ def open_image(
     width, height = image.size
     if width < 1 or height < 1:
         raise CorruptImageError("Image illisible : elle n'a aucun pixel.")
-    if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"Image trop grande : {width}×{height} pixels ; le maximum accepté est {max_pixels:_} pixels.".replace(
-                "_", "\u202f"
-            )
-        )
+    if draft_size and image.format == "JPEG" and getattr(image, "tile", None):
+        # Reduce-on-load: a JPEG decodes at 1/2, 1/4 or 1/8 scale directly (far less memory and work);
+        # the cap below applies to the pixels really decoded.
+        try:
+            image.draft(image.mode, (draft_size, draft_size))
+        except Exception as exc:
+            raise CorruptImageError(f"Image JPEG illisible (détail technique : {exc}).") from None
+    decoded_width, decoded_height = image.size
+    if decoded_width * decoded_height > max_pixels:
+        raise _too_large(width, height, max_pixels)
+    return image
+
+
+def _decode(image: Image.Image) -> Image.Image:
+    """Decode the pixels (first frame), apply the EXIF orientation and convert to 8-bit RGB."""
     try:
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)
-        if draft_size and image.format == "JPEG":
-            # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: far less work for big photos.
-            image.draft(image.mode, (draft_size, draft_size))
         image.load()
         return _to_rgb(ImageOps.exif_transpose(image))
     except Exception as exc:  # Pillow raises many types for damaged pixel data
@@ -121,6 +203,27 @@ def open_image(
             f"Image {image.format or ''} illisible ou tronquée : le fichier est incomplet ou abîmé "
             f"(détail technique : {exc})."
         ) from None
+
+
+def open_image(
+    source: ImageSource,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    formats: tuple[str, ...] = ALLOWED_FORMATS,
+    draft_size: int | None = None,
+) -> Image.Image:
+    """Ouvre une image et la renvoie décodée, en RVB 8 bits, orientée selon ses données EXIF.
+
+    *source* peut être des octets, un chemin, un fichier ouvert ou une image Pillow. Le format est
+    reconnu d'après le contenu (jamais d'après le nom). Les modes CMJN (CMYK, y compris les JPEG
+    Adobe inversés), niveaux de gris, palette, transparence et 16 bits deviennent un RVB correct.
+    ``draft_size`` : un JPEG est décodé directement à une échelle réduite (1/2, 1/4 ou 1/8) qui garde au
+    moins ce côté.
+
+    Lève une :class:`ImageError` (message en français) si l'image est vide, dans un format non
+    accepté, trop grande ou illisible.
+    """
+    return _decode(_open_header(source, max_pixels=max_pixels, formats=formats, draft_size=draft_size))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -163,15 +266,21 @@ def load_image(
     *,
     max_pixels: int = MAX_PIXELS,
     formats: tuple[str, ...] = ALLOWED_FORMATS,
+    budget: DecodeBudget | None = None,
 ) -> np.ndarray:
     """Renvoie l'image sous forme de tableau ``uint8`` de forme ``(size, size, 3)``.
 
     C'est *le* prétraitement de l'atelier : décodage comme Pillow (CMJN, gris, palette, 16 bits…),
     conversion en RVB, recadrage carré et redimensionnement. Lève une :class:`ImageError` avec un
     message en français si l'image ne convient pas.
+
+    ``budget`` (l'API) : une grande image réserve ses pixels dans ce :class:`DecodeBudget` le temps de son
+    décodage (:class:`DecodeBusyError` si elle attend trop) ; le résultat est le même avec ou sans.
     """
-    image = open_image(source, max_pixels=max_pixels, formats=formats, draft_size=size)
-    return np.asarray(resize_image(image, size), dtype=np.uint8)
+    image = _open_header(source, max_pixels=max_pixels, formats=formats, draft_size=size)
+    width, height = image.size
+    with budget.reserve(width * height) if budget is not None else contextlib.nullcontext():
+        return np.asarray(resize_image(_decode(image), size), dtype=np.uint8)
 
 
 def to_model_input(images) -> np.ndarray:

@@ -75,3 +75,21 @@ def test_an_epoch_has_exactly_the_planned_number_of_batches(small_dataset):
     assert int(pipeline.cardinality()) == 5
     epochs = [[int(images.shape[0]) for images, _ in pipeline] for _ in range(2)]
     assert epochs == [[32] * 5, [32] * 5]  # the 40 images are repeated, reshuffled, in full batches
+
+
+def test_learning_rate_can_warm_up_before_its_cosine_decay():
+    """compile_model(warmup_steps=…) (the backbone's pretraining): a tenth of the rate, up to it, then down."""
+    import keras
+
+    from atelier.model import compile_model
+
+    def rates(**options):
+        model = compile_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), 1e-2, **options)
+        values = []
+        for step in (0, 5, 10, 100):
+            model.optimizer.iterations.assign(step)
+            values.append(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+        return values
+
+    assert rates(total_steps=100, warmup_steps=10) == pytest.approx([1e-3, 5.5e-3, 1e-2, 2e-4], rel=1e-3)
+    assert rates(total_steps=100) == pytest.approx([1e-2, 9.94e-3, 9.76e-3, 2e-4], rel=1e-2)  # no warm-up

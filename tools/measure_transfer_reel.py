@@ -1,10 +1,11 @@
 """Mesure : transfert depuis le réseau de base EuroSAT contre CNN entraîné depuis zéro, sur de vraies images.
 
-    python tools/measure_transfer_reel.py [DOSSIER] [--per-class 50] [--seeds 0 1 2]
+    python tools/measure_transfer_reel.py [DOSSIER] [--per-class 20 50] [--folds 2] [--seed 0]
 
 DOSSIER (par défaut ``../shared/data/reel-dev``) : un jeu « un dossier par classe » d'images réelles. Pour chaque
-graine, ``--per-class`` images par classe servent à entraîner (dont 10 % de validation), les autres à tester ;
-deux modèles **jetables** sont entraînés (rien n'est enregistré dans le projet) :
+taille ``--per-class`` et chaque pli, ``--per-class`` images par classe servent à entraîner (dont 10 % de
+validation), les autres à tester ; avec 50 images sur 100, les deux plis échangent entraînement et test. Deux
+modèles **jetables** sont entraînés (rien n'est enregistré dans le projet) :
 
 - le CNN du chapitre 2, depuis zéro, avec la recette de ``python -m atelier train`` (``training_plan``) ;
 - le transfert du chapitre 3 : base EuroSAT gelée + nouvelle tête, puis affinage du dernier bloc.
@@ -37,16 +38,24 @@ from atelier.training import epochs_for, fit, fit_transfer, set_seed, training_p
 HEAD_STEPS, FINE_STEPS = 150, 150
 
 
-def fixed_split(dataset, per_class: int, seed: int) -> Splits:
-    """``per_class`` images par classe pour l'entraînement (10 % d'entre elles en validation), le reste en test."""
+def fixed_split(dataset, per_class: int, seed: int, fold: int = 0) -> Splits:
+    """``per_class`` images par classe pour l'entraînement (10 % d'entre elles en validation), le reste en test.
+
+    Les images de chaque classe sont mélangées une fois (``seed``) ; le pli ``fold`` prend pour l'entraînement
+    le ``fold``-ième paquet de ``per_class`` images : avec 50 images sur 100, les plis 0 et 1 échangent
+    entraînement et test."""
     rng = np.random.default_rng(seed)
     parts: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
     for index in range(len(dataset.classes)):
         members = rng.permutation(np.flatnonzero(dataset.labels == index))
+        start, stop = fold * per_class, (fold + 1) * per_class
+        if stop > len(members):
+            raise ValueError(f"Pli {fold} impossible : {len(members)} images seulement dans {dataset.classes[index]}.")
+        learn = members[start:stop]
         n_val = max(1, round(per_class * 0.1))
-        parts["validation"] += list(members[:n_val])
-        parts["train"] += list(members[n_val:per_class])
-        parts["test"] += list(members[per_class:])
+        parts["validation"] += list(learn[:n_val])
+        parts["train"] += list(learn[n_val:])
+        parts["test"] += list(members[:start]) + list(members[stop:])
     return Splits(**{name: dataset.subset(sorted(idx)) for name, idx in parts.items()})
 
 
@@ -60,6 +69,31 @@ def from_scratch(classes, splits: Splits, seed: int):
     return model, len(history.history["loss"]), time.perf_counter() - started
 
 
+def measure(dataset, splits: Splits, seed: int) -> dict:
+    """Les deux modèles jetables sur un découpage : exactitude, par classe, confusion et durée de chacun."""
+    cnn, cnn_epochs, cnn_seconds = from_scratch(dataset.classes, splits, seed)
+    n = len(splits.train)
+    transfer = fit_transfer(
+        dataset.classes, splits, head_epochs=epochs_for(n, HEAD_STEPS), fine_epochs=epochs_for(n, FINE_STEPS), seed=seed
+    )
+    row: dict = {"n_train": len(splits.train), "n_validation": len(splits.validation), "n_test": len(splits.test)}
+    for name, model, seconds in (("cnn", cnn, cnn_seconds), ("transfert", transfer.model, transfer.seconds)):
+        report = evaluate_dataset(model, splits.test)
+        row[name] = {
+            "accuracy": report["accuracy"],
+            "per_class": report["per_class"],
+            "confusion": report["confusion"],
+            "seconds": round(seconds, 1),
+        }
+        print(
+            f"{len(splits.train)} images d'entraînement — {name:9} : {report['accuracy']:.1%} sur {report['n']} "
+            f"images de test ({seconds:.0f} s) ; par classe : {report['per_class']}",
+            flush=True,
+        )
+    row["cnn"]["epochs"] = cnn_epochs
+    return row
+
+
 def overlap_with_shipped_tiles(folder: Path) -> int:
     """Nombre d'images du dossier identiques (MD5) à une tuile EuroSAT livrée avec l'atelier."""
     shipped = {md5 for _, _, md5 in read_manifest()}
@@ -70,8 +104,9 @@ def overlap_with_shipped_tiles(folder: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", type=Path, default=ROOT.parent / "shared" / "data" / "reel-dev")
-    parser.add_argument("--per-class", type=int, default=50)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--per-class", type=int, nargs="+", default=[20, 50])
+    parser.add_argument("--folds", type=int, default=2, help="plis par taille (défaut : 2)")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     dataset = load_dataset(args.folder)
@@ -81,38 +116,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{overlap_with_shipped_tiles(args.folder)}"
     )
     results = []
-    for seed in args.seeds:
-        splits = fixed_split(dataset, args.per_class, seed)
-        cnn, cnn_epochs, cnn_seconds = from_scratch(dataset.classes, splits, seed)
-        n = len(splits.train)
-        transfer = fit_transfer(
-            dataset.classes,
-            splits,
-            head_epochs=epochs_for(n, HEAD_STEPS),
-            fine_epochs=epochs_for(n, FINE_STEPS),
-            seed=seed,
-        )
-        row = {"seed": seed, "n_train": n, "n_validation": len(splits.validation), "n_test": len(splits.test)}
-        for name, model, seconds in (("cnn", cnn, cnn_seconds), ("transfert", transfer.model, transfer.seconds)):
-            report = evaluate_dataset(model, splits.test)
-            row[name] = {
-                "accuracy": report["accuracy"],
-                "per_class": report["per_class"],
-                "confusion": report["confusion"],
-                "seconds": round(seconds, 1),
-            }
-            print(
-                f"graine {seed} — {name:9} : {report['accuracy']:.1%} sur {report['n']} images de test "
-                f"({seconds:.0f} s) ; par classe : {report['per_class']}",
-                flush=True,
-            )
-        row["cnn"]["epochs"] = cnn_epochs
-        results.append(row)
+    for per_class in args.per_class:
+        for fold in range(args.folds):
+            results.append(measure(dataset, fixed_split(dataset, per_class, args.seed, fold), args.seed))
+            results[-1].update(per_class=per_class, fold=fold)
     summary = {
         "folder": str(args.folder),
-        "per_class": args.per_class,
-        "cnn_mean": round(float(np.mean([r["cnn"]["accuracy"] for r in results])), 4),
-        "transfert_mean": round(float(np.mean([r["transfert"]["accuracy"] for r in results])), 4),
+        "mean": {
+            str(per_class): {
+                name: round(float(np.mean([r[name]["accuracy"] for r in results if r["per_class"] == per_class])), 4)
+                for name in ("cnn", "transfert")
+            }
+            for per_class in args.per_class
+        },
         "runs": results,
     }
     print(json.dumps(summary, ensure_ascii=False))

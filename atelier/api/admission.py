@@ -12,9 +12,9 @@ délestage coûte une fraction d'une vraie requête, et celles qui sont accepté
 
 Pourquoi 32 par défaut : deux lots de 16 (``max_batch_size``), l'un calculé par le réseau pendant que
 l'autre est décodé, suffisent à garder le modèle occupé ; au-delà, les requêtes en plus ne font
-qu'attendre, et leurs threads de décodage se disputent le GIL avec la boucle d'événements (mesuré sur
-2 cœurs à 1,2 × la capacité : avec 64, la moitié des requêtes délestées et les acceptées à 280 ms de
-médiane ; avec 32, 11 % délestées et 39 ms). Une borne sur le nombre plutôt qu'un budget de temps
+qu'attendre, et leurs threads de décodage se disputent le GIL avec la boucle d'événements (une mesure
+sur 2 cœurs chargés, à 1,2 × la capacité : avec 64, la moitié des requêtes délestées et les acceptées à
+280 ms de médiane ; avec 32, 11 % délestées et 39 ms). Une borne sur le nombre plutôt qu'un budget de temps
 d'attente : un client qui attend chaque réponse avant d'envoyer la suivante (``bench`` à 32
 connexions) n'est jamais délesté, même sur une machine lente ou chargée, alors qu'un budget en
 millisecondes le serait dès que la machine ralentit. Une requête cesse de compter dès que sa réponse

@@ -14,7 +14,9 @@ from starlette.middleware.cors import CORSMiddleware
 from .. import gc_pause, metrics
 from ..history import History
 from ..inference import Predictor, ServingModel, warm_batch_sizes
+from ..memory import return_large_blocks_to_os
 from ..model_follower import ModelFollower
+from ..preprocessing import DecodeBudget
 from ..security import API_KEY_HEADER, ApiKeyMiddleware, BodySizeLimitMiddleware
 from . import openapi
 from .admission import AdmissionMiddleware
@@ -52,6 +54,7 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
     relit toutes les ``poll_seconds`` secondes (:mod:`atelier.model_follower`) ; un dépôt encore vide
     ne l'empêche pas de démarrer (``/health/ready`` répond 503 jusqu'à la première version valide).
     """
+    return_large_blocks_to_os()  # the memory of large image decodes goes back to the system (atelier.memory)
     if isinstance(settings, ApiSettings):
         settings = settings.replace(**overrides)
     else:
@@ -126,6 +129,7 @@ def _new_state(settings: ApiSettings) -> ApiState:
         predictor=None,
         history=history_store,
         explanations=ExplanationPool(settings.max_explanations_waiting),
+        decode_budget=DecodeBudget(settings.decode_budget_pixels),
     )
 
 

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..inference import PredictorUnavailableError
 from ..preprocessing import (
     CorruptImageError,
+    DecodeBusyError,
     EmptyImageError,
     ImageError,
     ImageTooLargeError,
@@ -63,7 +64,7 @@ def documented(errors: dict[int, str], *, protected: bool = True) -> dict[int | 
 
 _FIELD_EXPECTATIONS = {
     "limit": "un entier entre 1 et 500",
-    "offset": "un entier positif ou nul",
+    "offset": "un entier entre 0 et 1 000 000 000",
     "reload": "true ou false",
     "feedback": "wrong, right ou none",
     "format": "json ou png",
@@ -136,9 +137,18 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": detail}, status_code=status, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(PredictorUnavailableError)
-    async def _unavailable(request: Request, exc: PredictorUnavailableError) -> JSONResponse:
-        # No model yet (empty model repository), queue full or shutting down: come back in a moment.
+    @app.exception_handler(DecodeBusyError)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # No model yet (empty model repository), queue full, shutting down, or too many large images decoding
+        # (POST /explain…): come back in a moment.
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        # A deeply nested JSON body (thousands of levels) that reached a recursive parser: bad input, not a bug.
+        return JSONResponse(
+            {"detail": "Données trop imbriquées (JSON de milliers de niveaux) : requête refusée."}, status_code=422
+        )
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - bugs only

@@ -92,13 +92,16 @@ class HistoryItem(_Strict):
     id: int
     created: str = Field(description="Date UTC, ISO 8601.", examples=["2025-01-31T14:02:11.532+00:00"])
     label: str
-    probabilities: dict[str, float]
+    probabilities: dict[str, float | None] = Field(
+        description="Probabilité de chaque classe ; null pour une valeur non finie écrite par une ancienne "
+        "version de l'atelier (l'historique n'en enregistre plus)."
+    )
     model_version: str
     image_sha256: str = Field(description="Empreinte SHA-256 de l'image reçue.")
     filename: str | None = Field(
         description="Nom de fichier envoyé par le client, nettoyé (jamais utilisé comme chemin)."
     )
-    duration_ms: float
+    duration_ms: float | None
     feedback_label: str | None = Field(
         description="La vraie classe selon l'utilisateur (POST /predictions/{id}/feedback), ou null sans retour.",
         examples=["forêt"],
@@ -201,6 +204,13 @@ class ModelOut(BaseModel):
         },
     )
 
-    version: str = Field(description="Version du modèle.")
+    version: str = Field(
+        description="Version servie, dérivée par le serveur de l'empreinte SHA-256 du fichier (la même que "
+        "l'en-tête X-Model-Version et l'historique)."
+    )
+    declared_version: str | None = Field(
+        default=None,
+        description="L'étiquette de version écrite dans les métadonnées (une étiquette, pas une identité).",
+    )
     classes: list[str] = Field(description="Les classes, dans l'ordre des sorties du réseau.")
     image_size: int = Field(description="Côté, en pixels, des images que le réseau attend.")

@@ -28,7 +28,7 @@ from ..connection_guard import (
 from ..history import DEFAULT_MAX_ROWS, DEFAULT_RETENTION_DAYS
 from ..inference import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUED
 from ..model_repository import DEFAULT_MIN_ACCURACY, DEFAULT_POLL_SECONDS
-from ..preprocessing import ALLOWED_FORMATS, MAX_PIXELS
+from ..preprocessing import ALLOWED_FORMATS, DECODE_BUDGET_PIXELS, MAX_PIXELS
 from .admission import DEFAULT_MAX_INFLIGHT
 from .explanation_pool import DEFAULT_MAX_WAITING
 
@@ -221,8 +221,19 @@ class ApiSettings:
     max_pixels: int = field(
         default=MAX_PIXELS,
         metadata=_spec(
-            doc="nombre maximal de pixels d'une image (contre les bombes de décompression)",
+            doc="nombre maximal de pixels décodés d'une image (contre les bombes de décompression ; un JPEG "
+            "est décodé réduit, jusqu'à 1/8 : atelier.preprocessing.MAX_PIXELS dit pourquoi 3840×2160)",
             env="ATELIER_MAX_PIXELS",
+            parse=_number(int),
+            check=_positive_int,
+        ),
+    )
+    decode_budget_pixels: int = field(
+        default=DECODE_BUDGET_PIXELS,
+        metadata=_spec(
+            doc="pixels de grandes images décodés en même temps par un processus (les autres attendent leur "
+            "tour) : la mémoire du décodage reste bornée quel que soit le nombre d'envois simultanés",
+            env="ATELIER_DECODE_BUDGET_PIXELS",
             parse=_number(int),
             check=_positive_int,
         ),

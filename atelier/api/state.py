@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import Depends, Request
 
 from .. import metrics
@@ -27,7 +28,7 @@ from ..image_store import store_image
 from ..inference import LoopTarget, Prediction, Predictor, PredictorUnavailableError, deliver
 from ..model_follower import ModelFollower
 from ..model_io import ModelFileError
-from ..preprocessing import load_image
+from ..preprocessing import DecodeBudget, load_image
 from .explanation_pool import ExplanationPool
 from .settings import ApiSettings
 
@@ -35,6 +36,10 @@ from .settings import ApiSettings
 #: bound keeps large images from all being decoded at once.
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 _DECODER_LOCK = threading.Lock()
+
+
+class NonFiniteOutputError(ValueError):
+    """Le modèle a renvoyé des valeurs non finies pour cette image (422) : rien n'est enregistré."""
 
 
 class ModelNotReadyError(PredictorUnavailableError):
@@ -53,6 +58,8 @@ class ApiState:
     history: History
     follower: ModelFollower | None = None
     explanations: ExplanationPool = field(default_factory=ExplanationPool)
+    #: Bounds the pixels of large images decoding at the same time (memory), see atelier.preprocessing.
+    decode_budget: DecodeBudget = field(default_factory=DecodeBudget)
     _decode_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def serving_predictor(self) -> Predictor:
@@ -88,6 +95,11 @@ class ApiState:
             prediction: Prediction = await target.future
         finally:
             metrics.QUEUE_DEPTH.dec()
+        if not np.all(np.isfinite(prediction.probabilities)):
+            raise NonFiniteOutputError(
+                "Le modèle n'a pas pu classer cette image : ses sorties ne sont pas des nombres finis. "
+                "Essayez une autre image ; signalez-le à la personne qui a entraîné le modèle."
+            )
         return self._record(prediction, data, filename, start)
 
     def _decoder(self) -> ThreadPoolExecutor:
@@ -147,7 +159,10 @@ class ApiState:
 
     def _decode(self, data: bytes, size: int) -> Any:
         """The workshop's preprocessing (:func:`atelier.preprocessing.load_image`) with the API's limits."""
-        return load_image(data, size, max_pixels=self.settings.max_pixels, formats=self.settings.formats)
+        settings = self.settings
+        return load_image(
+            data, size, max_pixels=settings.max_pixels, formats=settings.formats, budget=self.decode_budget
+        )
 
     def explain_bytes(self, data: bytes) -> Explanation:
         """Prédiction + Grad-CAM d'une image, dans le fil des explications (:mod:`atelier.api.explanation_pool`).
@@ -187,7 +202,7 @@ class ApiState:
             "status": "remplacé",
             "previous_version": old.version,
             "model_version": serving.version,
-            "metadata": serving.metadata,
+            "metadata": serving.public_metadata,
         }
 
 

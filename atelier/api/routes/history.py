@@ -14,6 +14,9 @@ from ..state import ApiState, AppState
 
 router = APIRouter(tags=["prédiction"])
 
+#: Largest offset accepted (SQLite's OFFSET is a 64-bit integer: a larger one would overflow, a 500).
+MAX_OFFSET = 1_000_000_000
+
 
 @router.get(
     "/predictions",
@@ -30,7 +33,14 @@ router = APIRouter(tags=["prédiction"])
 async def predictions(
     state: AppState,
     limit: Annotated[int, Query(ge=1, le=500, description="Nombre de prédictions par page (1 à 500).")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Nombre de prédictions à sauter (0 pour la plus récente).")] = 0,
+    offset: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_OFFSET,
+            description="Nombre de prédictions à sauter (0 pour la plus récente ; au plus 1 000 000 000).",
+        ),
+    ] = 0,
     feedback: Annotated[
         Literal["wrong", "right", "none"] | None,
         Query(description="Filtrer sur le retour : `wrong` (faux), `right` (juste) ou `none` (sans retour)."),

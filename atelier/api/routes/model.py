@@ -15,7 +15,9 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from ...inference import IncompatibleModelError
+from ...keras_archive import ModelArchiveTooLargeError
 from ...model_io import ModelFileError, file_sha256, metadata_path, validate_metadata
+from ...model_metadata import parse_metadata_json
 from ..errors import OLD_MODEL_KEPT, documented, error_response
 from ..schemas import HealthOut, ModelOut, ModelSwapOut
 from ..state import ApiState, AppState, state_of
@@ -95,7 +97,8 @@ async def health(request: Request) -> JSONResponse:
     responses=documented({}),
 )
 async def get_model(state: AppState) -> JSONResponse:
-    return JSONResponse(state.serving_predictor().current.metadata)
+    # Checked by the metadata schema when the model was loaded (finite numbers, bounded): never a 500 here.
+    return JSONResponse(state.serving_predictor().current.public_metadata)
 
 
 @router.put(
@@ -108,9 +111,11 @@ async def get_model(state: AppState) -> JSONResponse:
         {
             400: "Formulaire ou JSON mal formé, champ manquant.",
             409: "Modèle incompatible avec celui en service (classes ou taille d'image).",
-            413: "Fichier du modèle trop volumineux.",
+            413: "Fichier du modèle trop volumineux, ou archive .keras qui se décompresserait en trop de données.",
             415: "Type de contenu non pris en charge.",
-            422: "Fichier illisible : pas un modèle Keras, métadonnées invalides ou incohérentes.",
+            422: "Fichier illisible : pas un modèle Keras, métadonnées invalides (schéma, nombres non finis, "
+            "JSON trop imbriqué) ou incohérentes, sorties qui ne sont pas des probabilités sur les images "
+            "d'exemple.",
         }
     ),
     openapi_extra={"requestBody": _PUT_BODY},
@@ -137,6 +142,8 @@ async def put_model(
         )
     except IncompatibleModelError as exc:
         return error_response(409, f"{exc} {OLD_MODEL_KEPT}")
+    except ModelArchiveTooLargeError as exc:
+        return error_response(413, f"{exc} {OLD_MODEL_KEPT}")
     except ModelFileError as exc:
         return error_response(422, f"{exc} {OLD_MODEL_KEPT}")
 
@@ -144,6 +151,8 @@ async def put_model(
 async def _reload_from_json(request: Request, state: ApiState) -> Any:
     try:
         payload = json.loads(await request.body())
+    except RecursionError:
+        return error_response(400, 'Corps JSON trop imbriqué : envoyez {"reload": true} ou {"version": N}.')
     except (ValueError, UnicodeDecodeError):
         return error_response(400, 'Corps JSON illisible : envoyez {"reload": true} ou {"version": N}.')
     if isinstance(payload, dict) and "version" in payload:
@@ -174,12 +183,10 @@ async def _replace_from_upload(request: Request, state: ApiState) -> Any:
             )
         meta_bytes = await meta_part.read() if isinstance(meta_part, UploadFile) else meta_part.encode("utf-8")
         try:
-            metadata = json.loads(meta_bytes)
-        except (ValueError, UnicodeDecodeError):
-            return error_response(
-                422, f"Métadonnées illisibles : le champ « metadata » doit contenir du JSON. {OLD_MODEL_KEPT}"
-            )
-        validate_metadata(metadata, source="Métadonnées envoyées")
+            metadata = parse_metadata_json(meta_bytes, source="Métadonnées envoyées (champ « metadata »)")
+        except ValueError as exc:
+            return error_response(422, f"{exc} {OLD_MODEL_KEPT}")
+        validate_metadata(metadata, source="Métadonnées envoyées")  # before any loading, so before any swap
         await model_part.seek(0)
         return await run_in_threadpool(_install_uploaded, state, model_part.file, metadata)
     finally:

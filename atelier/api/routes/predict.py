@@ -8,10 +8,10 @@ from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from ...inference import PredictorUnavailableError
-from ...preprocessing import ImageError
+from ...preprocessing import DecodeBusyError, ImageError
 from ..errors import documented, error_response, image_error_status
 from ..schemas import PredictionOut
-from ..state import ApiState, state_of
+from ..state import ApiState, NonFiniteOutputError, state_of
 from ..version_header import ModelVersionHeaderMiddleware
 
 router = APIRouter(tags=["prédiction"])
@@ -32,7 +32,8 @@ router = APIRouter(tags=["prédiction"])
             400: "Fichier vide ou formulaire mal formé.",
             413: "Requête trop volumineuse, ou image aux dimensions trop grandes.",
             415: "Le contenu n'est pas une image dans un format accepté.",
-            422: "Champ « file » absent ou pas un fichier, ou image illisible (tronquée).",
+            422: "Champ « file » absent ou pas un fichier, image illisible (tronquée), ou sorties du modèle "
+            "non finies pour cette image.",
             503: "Service surchargé ou en cours d'arrêt : réessayez dans un instant.",
         }
     ),
@@ -51,7 +52,9 @@ async def answer(state: ApiState, data: bytes, filename: str | None) -> JSONResp
         result = await state.predict_bytes(data, filename)
     except ImageError as exc:
         return error_response(image_error_status(exc), str(exc))
-    except PredictorUnavailableError as exc:
+    except NonFiniteOutputError as exc:
+        return error_response(422, str(exc))
+    except (PredictorUnavailableError, DecodeBusyError) as exc:
         response = error_response(503, str(exc))
         response.headers["Retry-After"] = "1"
         return response

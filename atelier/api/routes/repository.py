@@ -33,7 +33,7 @@ NO_REPOSITORY = (
 def _single_file_status(state: ApiState) -> dict[str, Any]:
     """Un serveur lancé sur un fichier : un « dépôt » d'une seule version, celle en service."""
     predictor = state.predictor
-    metadata = predictor.current.metadata if predictor is not None else {}
+    metadata = predictor.current.public_metadata if predictor is not None else {}
     return {
         "model_dir": None,
         "served_version": state.served_version,
@@ -47,7 +47,7 @@ def _single_file_status(state: ApiState) -> dict[str, Any]:
             {
                 "version": metadata.get("version"),
                 "pinned": False,
-                "source_version": metadata.get("version"),
+                "source_version": metadata.get("declared_version"),
                 "published": metadata.get("created"),
                 "classes": metadata.get("classes"),
                 "image_size": metadata.get("image_size"),
