@@ -502,8 +502,9 @@ def test_forty_parallel_worst_case_uploads_keep_the_server_rss_bounded(models, t
             f"\nRSS de base {baseline / 2**20:.0f} Mio, pic {peak[0] / 2**20:.0f} Mio (+{extra_mb:.0f} Mio), "
             f"{len(statuses)} envois en {elapsed:.1f} s : {sorted(set(statuses))}"
         )
-        assert statuses.count(413) == 40 and statuses.count(200) >= 40, statuses
-        assert set(statuses) <= {200, 413, 503}, statuses  # 503 only if the budget wait ran out (busy machine)
+        # 503: shed by the admission limit (--max-inflight) or a budget wait that ran out on a busy machine
+        assert statuses.count(413) == 40 and statuses.count(200) >= 10, statuses
+        assert set(statuses) <= {200, 413, 503}, statuses
         assert extra_mb < 400, f"+{extra_mb:.0f} Mio"  # measured +266 Mio on a loaded machine (main: +1.9 Gio)
         assert requests.post(url + "/predict", files={"file": ("t.jpg", JPEG)}, timeout=30).status_code == 200
     finally:

@@ -263,3 +263,19 @@ def test_predict_or_abstain():
         "je ne sais pas",
     ]
     assert explain.predict_or_abstain([0.2, 0.8], ["forêt", "mer"], 0.5) == ["mer"]
+
+
+def test_compiled_grad_cam_gives_the_step_by_step_maps(workshop_cnn):
+    """The compiled Grad-CAM (API, bench) computes exactly what grad_cam computes, for any class asked."""
+    images = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    function = explain.compiled_grad_cam(workshop_cnn, 64)
+    for index in (0, 2):
+        expected = explain.grad_cam(workshop_cnn, images, class_index=index)
+        np.testing.assert_allclose(function(images, index), expected, atol=1e-4)
+    assert function(images[0], 1).shape == (64, 64)
+    keras = _keras()
+    from keras import layers
+
+    dense_only = keras.Sequential([keras.Input((8, 8, 3)), layers.Flatten(), layers.Dense(2, activation="softmax")])
+    with pytest.raises(explain.ExplainError, match="convolution"):
+        explain.compiled_grad_cam(dense_only, 8)
