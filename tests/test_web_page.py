@@ -421,6 +421,29 @@ def _save(page, name: str, tmp_path: Path) -> Path:
     return path
 
 
+#: The two screens of the layout tests and README screenshots: a desktop window and a phone.
+_SCREENS = (
+    ("bureau", {"viewport": {"width": 1280, "height": 900}}),
+    (
+        "telephone",
+        {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True},
+    ),
+)
+
+
+def _folder_images(folder: Path, suffixes: tuple[str, ...]) -> list[dict]:
+    """The images of ``folder`` (ATELIER_WEB_IMAGES, for the README screenshots) as Playwright upload files."""
+    return [
+        {
+            "name": path.name,
+            "mimeType": "image/jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "image/png",
+            "buffer": path.read_bytes(),
+        }
+        for path in sorted(folder.iterdir())
+        if path.suffix.lower() in suffixes
+    ]
+
+
 def test_layout_contrast_and_screenshots_at_desktop_and_phone_width(browser, server, tmp_path):
     files = [
         image_file("desert-sahara.jpg", CLASS_COLOURS["désert"], seed=11),
@@ -430,23 +453,9 @@ def test_layout_contrast_and_screenshots_at_desktop_and_phone_width(browser, ser
         image_file("foret-amazonie.jpg", CLASS_COLOURS["forêt"], seed=13),
     ]
     if os.environ.get("ATELIER_WEB_IMAGES"):
-        folder = Path(os.environ["ATELIER_WEB_IMAGES"])
-        files = [
-            {
-                "name": path.name,
-                "mimeType": "image/jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "image/png",
-                "buffer": path.read_bytes(),
-            }
-            for path in sorted(folder.iterdir())
-            if path.suffix.lower() in (".jpg", ".jpeg", ".png")
-        ]
-    for name, options in (
-        ("bureau.png", {"viewport": {"width": 1280, "height": 900}}),
-        (
-            "telephone.png",
-            {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True},
-        ),
-    ):
+        files = _folder_images(Path(os.environ["ATELIER_WEB_IMAGES"]), (".jpg", ".jpeg", ".png"))
+    for screen, options in _SCREENS:
+        name = f"{screen}.png"
         visit = Visit(browser, server.url, **options)
         try:
             page = visit.open()
@@ -556,18 +565,9 @@ def test_explanation_and_feedback_layout_and_screenshots(browser, server, tmp_pa
     tiles = os.environ.get("ATELIER_WEB_IMAGES")
     files = [image_file("foret-amazonie.jpg", CLASS_COLOURS["forêt"], seed=41)]
     if tiles:
-        files = [
-            {"name": path.name, "mimeType": "image/jpeg", "buffer": path.read_bytes()}
-            for path in sorted(Path(tiles).iterdir())
-            if path.suffix.lower() in (".jpg", ".jpeg")
-        ]
-    for name, options in (
-        ("explication-bureau.png", {"viewport": {"width": 1280, "height": 900}}),
-        (
-            "explication-telephone.png",
-            {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True},
-        ),
-    ):
+        files = _folder_images(Path(tiles), (".jpg", ".jpeg"))
+    for screen, options in _SCREENS:
+        name = f"explication-{screen}.png"
         visit = Visit(browser, server.url, **options)
         try:
             page = visit.open()
