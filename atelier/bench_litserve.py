@@ -7,8 +7,6 @@ signature fixe ``[None, taille, taille, 3]``, chauffée pour chaque taille de lo
 :class:`atelier.inference.ServingModel`). Ce module n'est importé par rien d'autre dans l'atelier.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from typing import Any

@@ -143,3 +143,22 @@ def test_bench_missing_model_is_a_french_error(tmp_path):
         timeout=120,
     )
     assert result.returncode != 0 and "Modèle introuvable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_litserve_peer_sees_a_real_request_annotation():
+    """LitServe reads ``decode_request``'s annotation at run time to decide whether to parse the form: with
+    postponed annotations (``from __future__ import annotations``) it sees the string ``"Request"``, passes
+    the raw Starlette request to its queue and every peer request fails with a 500 (measured)."""
+    import ast
+    from pathlib import Path
+
+    import atelier
+
+    source = (Path(atelier.__file__).parent / "bench_litserve.py").read_text(encoding="utf-8")
+    future = [
+        alias.name
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        for alias in node.names
+    ]
+    assert "annotations" not in future
