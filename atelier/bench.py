@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,13 +43,15 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .formatting import decimal, percent
 from .server import free_port
 
+#: Pause after a measure for a server whose queue cannot be read (its last requests finish meanwhile).
+DRAIN_PAUSE_S = 1.0
 #: Concurrency used for the headline figures (``connections``, the naive API, ``predict_vs_naive``).
 HEADLINE_CONNECTIONS = 8
 BOUNDARY = "atelier-bench-7f3a9c"
@@ -115,7 +118,8 @@ OBJECTIVES = (
 )
 
 WRK_SCRIPT = r"""
--- Sets a multipart body read from a file (binary-safe), and prints the results as one JSON line.
+-- Sets a multipart body read from a file (binary-safe), counts the non-2xx statuses of each thread, and prints
+-- the results as one JSON line.
 local body_path = os.getenv("ATELIER_BENCH_BODY")
 if body_path and body_path ~= "" then
   local f = assert(io.open(body_path, "rb"))
@@ -125,12 +129,28 @@ if body_path and body_path ~= "" then
   wrk.headers["Content-Type"] = os.getenv("ATELIER_BENCH_CONTENT_TYPE")
 end
 
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) statuses = {} end
+function response(status, headers, body)
+  if status > 299 then statuses[status] = (statuses[status] or 0) + 1 end
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
+  local kinds = {}
+  for _, t in ipairs(threads) do
+    for status, n in pairs(t:get("statuses")) do kinds[tostring(status)] = (kinds[tostring(status)] or 0) + n end
+  end
+  kinds["connect"], kinds["read"], kinds["write"], kinds["timeout"] = e.connect, e.read, e.write, e.timeout
+  local parts = {}
+  for kind, n in pairs(kinds) do
+    if n > 0 then table.insert(parts, string.format('"%s": %d', kind, n)) end
+  end
   io.write(string.format(
-    'ATELIER_JSON {"requests": %d, "duration_us": %d, "errors": %d, "p50_us": %d, "p99_us": %d}\n',
+    'ATELIER_JSON {"requests": %d, "duration_us": %d, "errors": %d, "p50_us": %d, "p99_us": %d, "statuses": {%s}}\n',
     summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
+    latency:percentile(50), latency:percentile(99), table.concat(parts, ", ")))
 end
 """
 
@@ -151,6 +171,12 @@ class Measure:
     requests: int
     errors: int
     generator_cpu: float | None = None  # share of one core used by the Python generator (None for wrk)
+    #: The errors by kind: an HTTP status ("503": 5) or a socket error ("connect", "read", "write", "timeout").
+    statuses: dict[str, int] = field(default_factory=dict)
+    #: Processor time the server (all its processes) spent per answered request, in ms (None: not measurable).
+    server_cpu_ms: float | None = None
+    #: Requests per second of each repetition (``--repeat``), in the order they ran; the figures are medians.
+    runs: list[float] = field(default_factory=list)
 
 
 # --- request bodies ---------------------------------------------------------------------------------------
@@ -206,8 +232,53 @@ class ServerProcess:
             raise
 
     def wait_idle(self, timeout: float = 120) -> None:
-        """Attend que le serveur ait fini les requêtes en file (``/health`` répond de nouveau)."""
+        """Attend que le serveur ait fini les requêtes laissées par le générateur (``/health`` puis la file vide).
+
+        Quand ``wrk`` s'arrête, il ferme ses connexions, mais les requêtes qu'elles avaient envoyées restent
+        en calcul : sans cette attente, la mesure suivante commençait avec jusqu'à 32 requêtes de plus en
+        cours, et le délestage (``--max-inflight 32``) en refusait quelques-unes à 32 connexions (des 503
+        comptés en erreurs, mesuré). ``GET /health`` ne suffit pas : il répond pendant que les
+        prédictions attendent.
+        """
         self._wait_ready(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            depth = self._queue_depth()
+            if depth is None:  # no such gauge (a peer, the naive API): a fixed pause
+                time.sleep(DRAIN_PAUSE_S)
+                return
+            if depth <= 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        time.sleep(0.1)  # the last answers are being written: their admission slots are released just after
+
+    def cpu_seconds(self) -> float | None:
+        """Processor time (user + system) used so far by the server and every process of its group (Linux).
+
+        Less dependent on the machine's load than requests per second: a server slowed down by other
+        programs takes longer, not more processor time, to answer a request. ``None`` without ``/proc``.
+        """
+        total, found = 0.0, False
+        ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # ended meanwhile
+            if int(fields[2]) == self.process.pid:  # its process group (start_new_session)
+                total += (int(fields[11]) + int(fields[12])) / ticks
+                found = True
+        return total if found else None
+
+    def _queue_depth(self) -> float | None:
+        """``atelier_queue_depth`` of the server's ``/metrics`` (predictions in progress), ``None`` if absent."""
+        try:
+            with urllib.request.urlopen(self.url + "/metrics", timeout=10) as response:
+                text = response.read().decode("utf-8", errors="replace")
+        except (urllib.error.URLError, OSError):
+            return None
+        match = re.search(r"^atelier_queue_depth ([0-9.eE+-]+)$", text, re.MULTILINE)
+        return float(match.group(1)) if match else None
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -304,6 +375,7 @@ class WrkGenerator:
             "p50_ms": raw["p50_us"] / 1000,
             "p99_ms": raw["p99_us"] / 1000,
             "generator_cpu": None,
+            "statuses": raw["statuses"],
         }
 
 
@@ -335,16 +407,17 @@ class PythonGenerator:
     def run(self, url: str, post: bool, connections: int, duration: float) -> dict[str, Any]:
         host, port, request = self._request(url, post)
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        latencies, errors = asyncio.run(_python_load(host, port, request, connections, duration))
+        latencies, statuses = asyncio.run(_python_load(host, port, request, connections, duration))
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         latencies.sort()
         return {
             "requests": len(latencies),
-            "errors": errors,
+            "errors": sum(statuses.values()),
             "seconds": duration,
             "p50_ms": _percentile(latencies, 50) * 1000,
             "p99_ms": _percentile(latencies, 99) * 1000,
             "generator_cpu": cpu / wall if wall else None,
+            "statuses": statuses,
         }
 
 
@@ -353,11 +426,13 @@ _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 
 async def _python_load(host: str, port: int, request: bytes, connections: int, duration: float):
     latencies: list[float] = []
-    errors = 0
+    statuses: dict[str, int] = {}  # the errors by kind, as wrk's script counts them
     deadline = time.perf_counter() + duration
 
+    def error(kind: str) -> None:
+        statuses[kind] = statuses.get(kind, 0) + 1
+
     async def worker() -> None:
-        nonlocal errors
         reader: asyncio.StreamReader | None = None
         writer: asyncio.StreamWriter | None = None
         while time.perf_counter() < deadline:
@@ -375,12 +450,12 @@ async def _python_load(host: str, port: int, request: bytes, connections: int, d
                 if finished <= deadline:  # count only responses completed inside the window
                     latencies.append(finished - started)
                     if not head.startswith((b"HTTP/1.1 2", b"HTTP/1.0 2")):
-                        errors += 1
+                        error(head[9:12].decode("latin-1"))
                 if b"connection: close" in head.lower():
                     writer.close()
                     writer = None
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-                errors += 1
+                error("read" if writer is not None else "connect")
                 if writer is not None:
                     writer.close()
                 writer = None
@@ -393,7 +468,7 @@ async def _python_load(host: str, port: int, request: bytes, connections: int, d
     _, pending = await asyncio.wait(tasks, timeout=duration + 30)
     for task in pending:
         task.cancel()
-    return latencies, errors
+    return latencies, statuses
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -439,23 +514,57 @@ def _post_once(url: str, body: bytes, content_type: str, timeout: float = 300) -
         raise BenchError(f"La requête de chauffe {url} a échoué : {exc}") from None
 
 
-def _measure(generator, target: str, url: str, post: bool, connections: int, duration: float) -> Measure:
-    raw = generator.run(url, post, connections, duration)
+def _measure(generator, target: str, server: ServerProcess, path: str, post: bool, c: int, duration: float) -> Measure:
+    cpu_before = server.cpu_seconds()
+    raw = generator.run(server.url + path, post, c, duration)
+    cpu_after = server.cpu_seconds()
     seconds = raw["seconds"] or duration
+    cpu_ms = None
+    if cpu_before is not None and cpu_after is not None and raw["requests"]:
+        cpu_ms = (cpu_after - cpu_before) * 1000 / raw["requests"]
     return Measure(
         target=target,
-        connections=connections,
+        connections=c,
         rps=raw["requests"] / seconds,
         p50_ms=raw["p50_ms"],
         p99_ms=raw["p99_ms"],
         requests=raw["requests"],
         errors=raw["errors"],
         generator_cpu=raw["generator_cpu"],
+        statuses=dict(raw["statuses"]),
+        server_cpu_ms=cpu_ms,
+        runs=[raw["requests"] / seconds],
     )
 
 
-def measure_compute(model_path: Path, image: bytes, batch_size: int, seconds: float) -> float:
-    """Images par seconde que le processeur décode (vrai ``load_image``) et passe au réseau, par lots, sans HTTP."""
+def median_measure(measures: Sequence[Measure]) -> Measure:
+    """One level measured several times (``--repeat``): the median of each figure, the requests and errors summed."""
+    statuses: dict[str, int] = {}
+    for m in measures:
+        for kind, n in m.statuses.items():
+            statuses[kind] = statuses.get(kind, 0) + n
+    cpu = [m.generator_cpu for m in measures if m.generator_cpu is not None]
+    server_cpu = [m.server_cpu_ms for m in measures if m.server_cpu_ms is not None]
+    return Measure(
+        target=measures[0].target,
+        connections=measures[0].connections,
+        rps=statistics.median(m.rps for m in measures),
+        p50_ms=statistics.median(m.p50_ms for m in measures),
+        p99_ms=statistics.median(m.p99_ms for m in measures),
+        requests=sum(m.requests for m in measures),
+        errors=sum(m.errors for m in measures),
+        generator_cpu=max(cpu) if cpu else None,
+        statuses=statuses,
+        server_cpu_ms=round(statistics.median(server_cpu), 3) if server_cpu else None,
+        runs=[round(rps, 1) for m in measures for rps in m.runs],
+    )
+
+
+def measure_compute(model_path: Path, image: bytes, batch_size: int, seconds: float, repeat: int = 1) -> float:
+    """Images par seconde que le processeur décode (vrai ``load_image``) et passe au réseau, par lots, sans HTTP.
+
+    Avec *repeat* > 1, la médiane de *repeat* fenêtres de *seconds* secondes.
+    """
     import numpy as np
 
     from .inference import ServingModel
@@ -467,12 +576,15 @@ def measure_compute(model_path: Path, image: bytes, batch_size: int, seconds: fl
     def one_batch() -> None:
         serving.run(np.stack([load_image(image, size) for _ in range(batch_size)]).astype(np.float32))
 
+    def window() -> float:
+        done, started = 0, time.perf_counter()
+        while done == 0 or time.perf_counter() - started < seconds:
+            one_batch()
+            done += batch_size
+        return done / (time.perf_counter() - started)
+
     one_batch()
-    done, started = 0, time.perf_counter()
-    while done == 0 or time.perf_counter() - started < seconds:
-        one_batch()
-        done += batch_size
-    return done / (time.perf_counter() - started)
+    return statistics.median(window() for _ in range(max(1, repeat)))
 
 
 def load_average() -> list[float] | None:
@@ -486,29 +598,47 @@ def load_average() -> list[float] | None:
 class _Series:
     """Measures one server at several concurrency levels with one generator (warm-up first)."""
 
-    def __init__(self, generator, duration: float, warmup: float, log) -> None:
+    def __init__(self, generator, duration: float, warmup: float, log, repeat: int = 1) -> None:
         self.generator = generator
         self.duration = duration
         self.warmup = warmup
         self.log = log
+        self.repeat = repeat
         self.measures: list[Measure] = []
 
     def run(self, target: str, server: ServerProcess, path: str, post: bool, levels: Sequence[int]) -> None:
+        """Each level *repeat* times, in rounds (1, 8, 32, 1, 8, 32…: a drift of the load hits every level alike)."""
         url = server.url + path
         self.generator.run(url, post, max(levels), self.warmup)  # compiled paths, thread pools, caches
         server.wait_idle()
-        previous_rps = 0.0
-        for c in levels:
-            # A slow server answers c requests only every c / rps seconds: lengthen the window so
-            # that each connection completes several requests (else a short run could count none).
-            seconds = self.duration
-            if previous_rps > 0:
-                seconds = min(max(self.duration, 3 * c / previous_rps), 10 * self.duration)
-            m = _measure(self.generator, target, url, post, c, seconds)
-            self.log(f"  {TARGETS[target]:<28} c={c:<3} {m.rps:8.1f} req/s  p99 {m.p99_ms:7.1f} ms  ({seconds:.0f} s)")
-            self.measures.append(m)
-            server.wait_idle()  # requests still queued when the generator stopped must not overlap
-            previous_rps = m.rps or previous_rps
+        rounds: dict[int, list[Measure]] = {c: [] for c in levels}
+        for n in range(self.repeat):
+            previous_rps = 0.0
+            for c in levels:
+                # A slow server answers c requests only every c / rps seconds: lengthen the window so
+                # that each connection completes several requests (else a short run could count none).
+                seconds = self.duration
+                if previous_rps > 0:
+                    seconds = min(max(self.duration, 3 * c / previous_rps), 10 * self.duration)
+                m = _measure(self.generator, target, server, path, post, c, seconds)
+                which = f" [{n + 1}/{self.repeat}]" if self.repeat > 1 else ""
+                errors = f"  erreurs {errors_text(m)}" if m.errors else ""
+                cpu = "" if m.server_cpu_ms is None else f"  {m.server_cpu_ms:.2f} ms CPU/req"
+                self.log(
+                    f"  {TARGETS[target]:<28} c={c:<3} {m.rps:8.1f} req/s  p99 {m.p99_ms:7.1f} ms{cpu}  "
+                    f"({seconds:.0f} s){which}{errors}"
+                )
+                rounds[c].append(m)
+                server.wait_idle()  # requests still queued when the generator stopped must not overlap
+                previous_rps = m.rps or previous_rps
+        self.measures += [median_measure(rounds[c]) for c in levels]
+
+
+def errors_text(m: Measure | dict[str, Any]) -> str:
+    """``"5 (503 × 5)"``: the number of errors and their kinds (HTTP statuses, socket errors)."""
+    errors, statuses = (m.errors, m.statuses) if isinstance(m, Measure) else (m["errors"], m.get("statuses", {}))
+    kinds = ", ".join(f"{kind} × {n}" for kind, n in sorted(statuses.items()))
+    return f"{errors} ({kinds})" if kinds else str(errors)
 
 
 def _serve_command(model_path: Path, port: int, workdir: Path) -> list[str]:
@@ -536,9 +666,14 @@ def run_bench(
     warmup: float = 1.0,
     naive: bool = True,
     peers: bool = False,
+    repeat: int = 1,
     log=print,
 ) -> dict[str, Any]:
-    """Mène le banc d'essai complet et renvoie un résumé (voir le module) ; ``log`` reçoit la progression."""
+    """Mène le banc d'essai complet et renvoie un résumé (voir le module) ; ``log`` reçoit la progression.
+
+    ``repeat`` : chaque mesure est faite ce nombre de fois (par tours : 1, 8, 32, 1, 8, 32…) et le résumé en
+    donne la médiane (``--repeat 3`` : la médiane de trois mesures).
+    """
     from .inference import DEFAULT_MAX_BATCH_SIZE
 
     levels = sorted(set(int(c) for c in connections))
@@ -546,6 +681,8 @@ def run_bench(
         raise BenchError("Les niveaux de concurrence doivent être des entiers ≥ 1, par exemple 1,8,32.")
     if duration <= 0:
         raise BenchError("La durée doit être positive (en secondes).")
+    if repeat < 1:
+        raise BenchError("--repeat doit être au moins 1.")
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="atelier-bench-") as tmp:
         workdir = Path(tmp)
@@ -553,10 +690,10 @@ def run_bench(
         image = sample_jpeg()
         body, content_type = multipart_body(image)
         gen = make_generator(generator, workdir, body, content_type)
-        log(f"Générateur de charge : {gen.name} ; {duration:g} s par mesure ; concurrences {levels}.")
-        compute_rps = measure_compute(model, image, DEFAULT_MAX_BATCH_SIZE, duration)
+        log(f"Générateur de charge : {gen.name} ; {duration:g} s par mesure ; concurrences {levels} ; {repeat} fois.")
+        compute_rps = measure_compute(model, image, DEFAULT_MAX_BATCH_SIZE, duration, repeat)
         log(f"  calcul seul (load_image + réseau, lots de {DEFAULT_MAX_BATCH_SIZE}) : {compute_rps:8.1f} images/s")
-        series = _Series(gen, duration, warmup, log)
+        series = _Series(gen, duration, warmup, log, repeat)
         headline = min(levels, key=lambda c: (abs(c - HEADLINE_CONNECTIONS), c))
         port = free_port()
         log("Démarrage de la vraie API (python -m atelier serve)…")
@@ -585,6 +722,7 @@ def run_bench(
         duration=duration,
         model=str(model),
         load=(load_before, load_average()),
+        repeat=repeat,
     )
 
 
@@ -611,6 +749,7 @@ def summarize(
     duration: float,
     model: str,
     load: tuple[list[float] | None, list[float] | None] = (None, None),
+    repeat: int = 1,
 ) -> dict[str, Any]:
     """Le résumé JSON : la borne, ``/predict`` par concurrence (débit, p50, p99, rapport à la borne), objectifs."""
     predict = [m for m in measures if m.target == "predict"]
@@ -630,6 +769,7 @@ def summarize(
         "p50_ms": _by_level(measures, "predict", "p50_ms"),
         "p99_ms": _by_level(measures, "predict", "p99_ms"),
         "vs_bound": {c: round(rps / bound, 3) if bound else 0.0 for c, rps in predict_rps.items()},
+        "server_cpu_ms": _by_level([m for m in predict if m.server_cpu_ms is not None], "predict", "server_cpu_ms"),
         "connections": headline,
         "naive_rps": None if naive_rps is None else round(naive_rps, 1),
         "predict_vs_naive": round(headline_rps / naive_rps, 1) if naive_rps else None,
@@ -645,6 +785,8 @@ def summarize(
     if litserve:
         summary["litserve_rps"] = litserve
         summary["litserve_p99_ms"] = _by_level(measures, "litserve", "p99_ms")
+        peer_cpu = [m for m in measures if m.target == "litserve" and m.server_cpu_ms is not None]
+        summary["litserve_server_cpu_ms"] = _by_level(peer_cpu, "litserve", "server_cpu_ms")
         summary["vs_litserve"] = {
             c: round(predict_rps[c] / rps, 2) for c, rps in litserve.items() if rps and c in predict_rps
         }
@@ -657,6 +799,8 @@ def summarize(
     summary.update(
         {
             "errors": sum(m.errors for m in measures),
+            "error_statuses": median_measure(measures).statuses if measures else {},
+            "repeat": repeat,
             "generator": generator,
             "generator_max_cpu": round(max(cpu), 2) if cpu else None,
             "duration_s": duration,
@@ -679,9 +823,14 @@ def _explain_sentence(summary: dict[str, Any]) -> list[str]:
     return [f"Une explication (Grad-CAM, une à la fois) : {decimal(summary['explain_ms'], 1)} ms (p50){versus}."]
 
 
+def _repeat_text(summary: dict[str, Any]) -> str:
+    repeat = summary.get("repeat", 1)
+    return f", médiane de {repeat} mesures" if repeat > 1 else ""
+
+
 def format_table(summary: dict[str, Any]) -> str:
     """Le tableau des mesures, en français, puis les objectifs et la charge de la machine."""
-    rows = [("cible", "connexions", "req/s", "p50 (ms)", "p99 (ms)", "/ borne", "requêtes", "erreurs")]
+    rows = [("cible", "connexions", "req/s", "p50 (ms)", "p99 (ms)", "/ borne", "CPU ms/req", "requêtes", "erreurs")]
     bound = summary["bound_rps"]
     for target in TARGETS:
         for m in summary["results"]:
@@ -695,8 +844,9 @@ def format_table(summary: dict[str, Any]) -> str:
                         f"{m['p50_ms']:.1f}",
                         f"{m['p99_ms']:.1f}",
                         ratio,
+                        "" if m.get("server_cpu_ms") is None else f"{m['server_cpu_ms']:.2f}",
                         str(m["requests"]),
-                        str(m["errors"]),
+                        errors_text(m),
                     )
                 )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -722,7 +872,8 @@ def format_table(summary: dict[str, Any]) -> str:
     )
     lines.append(
         f"Générateur : {summary['generator']} ; {summary['cpu_count']} cœurs ; {summary['duration_s']:g} s par "
-        f"mesure{load} (sur une machine chargée, seuls les rapports d'une même exécution se comparent)."
+        f"mesure{_repeat_text(summary)}{load} (sur une machine chargée, seuls les rapports d'une même exécution "
+        "se comparent)."
     )
     if summary["generator_max_cpu"] is not None and summary["generator_max_cpu"] > 0.8:
         lines.append(
@@ -730,5 +881,9 @@ def format_table(summary: dict[str, Any]) -> str:
             "il limite peut-être la mesure (installez wrk pour des chiffres fiables)."
         )
     if summary["errors"]:
-        lines.append(f"Attention : {summary['errors']} requêtes en erreur pendant les mesures.")
+        kinds = ", ".join(f"{kind} × {n}" for kind, n in sorted(summary.get("error_statuses", {}).items()))
+        lines.append(
+            f"Attention : {summary['errors']} requêtes en erreur pendant les mesures"
+            + (f" ({kinds} ; 503 : délestage, timeout : pas de réponse à temps)." if kinds else ".")
+        )
     return "\n".join(lines)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from atelier.bench import Measure, format_table, multipart_body, sample_jpeg, summarize
+from atelier.bench import Measure, errors_text, format_table, median_measure, multipart_body, sample_jpeg, summarize
 
 
 def test_multipart_body_is_a_valid_upload():
@@ -90,10 +91,40 @@ def test_the_peer_is_compared_level_by_level():
     assert "vs_litserve" not in broken and not any("litserve" in name for name in broken["targets"])
 
 
+def test_repeated_measures_give_medians_and_error_kinds():
+    runs = [
+        Measure("predict", 32, rps, p50, p99, requests, errors, statuses=kinds, server_cpu_ms=cpu, runs=[rps])
+        for rps, p50, p99, requests, errors, kinds, cpu in (
+            (800.0, 30.0, 50.0, 4000, 0, {}, 1.0),
+            (700.0, 40.0, 90.0, 3500, 5, {"503": 5}, 1.4),
+            (900.0, 35.0, 60.0, 4500, 2, {"503": 1, "timeout": 1}, 1.1),
+        )
+    ]
+    median = median_measure(runs)
+    assert (median.rps, median.p50_ms, median.p99_ms, median.server_cpu_ms) == (800, 35, 60, 1.1)
+    assert median.requests == 12000 and median.errors == 7 and median.runs == [800, 700, 900]  # in running order
+    assert median.statuses == {"503": 6, "timeout": 1}
+    assert errors_text(median) == "7 (503 × 6, timeout × 1)" and errors_text(runs[0]) == "0"
+
+    measures = [m for m in _measures() if m.connections != 32 or m.target != "predict"] + [median]
+    summary = summarize(measures, compute_rps=1000.0, batch_size=16, generator="wrk", duration=5, model="m", repeat=3)
+    assert summary["repeat"] == 3 and summary["errors"] == 7 and summary["error_statuses"] == {"503": 6, "timeout": 1}
+    assert summary["predict_rps"]["32"] == 800 and summary["server_cpu_ms"] == {"32": 1.1}
+    json.loads(json.dumps(summary))
+    table = format_table(summary)
+    assert "7 (503 × 6, timeout × 1)" in table and "médiane de 3 mesures" in table
+    assert "Attention : 7 requêtes en erreur pendant les mesures (503 × 6, timeout × 1" in table
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("generator", ["python", "auto"])
 def test_bench_smoke_run(saved_model, generator):
+    """With wrk, two rounds 1 → 4 → 32 → 1 → 4 → 32: the requests a finished level leaves in the server (wrk closes
+    its connections, their computation goes on) must be done before the next level starts, else the load
+    shedding (32 in flight by default) answers 503 at 32 connections or just after (measured)."""
     path, _ = saved_model
+    wrk = generator == "auto" and shutil.which("wrk") is not None
+    levels = "1,4,32" if wrk else "1,4"
     result = subprocess.run(
         [
             sys.executable,
@@ -107,9 +138,10 @@ def test_bench_smoke_run(saved_model, generator):
             "--warmup",
             "0.5",
             "--connections",
-            "1,4",
+            levels,
             "--generator",
             generator,
+            *(["--repeat", "2"] if wrk else []),
         ],
         capture_output=True,
         text=True,
@@ -121,13 +153,17 @@ def test_bench_smoke_run(saved_model, generator):
     for key in ("bound_rps", "compute_rps", "health_rps", "naive_rps", "predict_vs_naive"):
         assert isinstance(summary[key], (int, float)) and summary[key] > 0 and math.isfinite(summary[key]), key
     for key in ("predict_rps", "p50_ms", "p99_ms", "vs_bound"):  # one value per concurrency level
-        assert set(summary[key]) == {"1", "4"} and all(v > 0 and math.isfinite(v) for v in summary[key].values()), key
+        assert set(summary[key]) == set(levels.split(",")), key
+        assert all(v > 0 and math.isfinite(v) for v in summary[key].values()), key
     assert summary["connections"] == 4  # the level closest to 8 among those measured
-    assert summary["errors"] == 0
+    assert summary["errors"] == 0 and summary["error_statuses"] == {}, summary["error_statuses"]
+    assert summary["repeat"] == (2 if wrk else 1)
+    if sys.platform.startswith("linux"):  # the server's processor time per request, read in /proc
+        assert all(0 < v < 1000 for v in summary["server_cpu_ms"].values()), summary["server_cpu_ms"]
     table = "\n".join(lines[:-1])
     assert "cible" in table and "req/s" in table and "p99 (ms)" in table and "/ borne" in table
     for label in ("route triviale (GET /health)", "vraie API (POST /predict)"):
-        assert table.count(label) == 2, label  # one row per concurrency level
+        assert table.count(label) == len(levels.split(",")), label  # one row per concurrency level
     assert table.count("API naïve (model.predict)") == 1  # the naive API at the headline level only
     assert "Calcul seul (load_image + réseau, lots de 16)" in table
     assert table.count("explication (POST /explain)") == 1  # one level: explanations run one at a time

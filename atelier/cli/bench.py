@@ -40,6 +40,12 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="générateur de charge : wrk s'il est installé (auto, défaut), wrk ou python",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="mesurer chaque niveau N fois et donner la médiane (défaut : 1 ; --repeat 3 pour des chiffres à publier)",
+    )
     parser.add_argument("--warmup", type=float, default=1.0, help="secondes de chauffe par cible (défaut : 1)")
     parser.add_argument(
         "--no-naive", dest="naive", action="store_false", help="ne pas mesurer l'API naïve (plus rapide)"
@@ -66,6 +72,7 @@ def _bench_run(args: argparse.Namespace) -> dict[str, Any]:
             warmup=args.warmup,
             naive=args.naive,
             peers=args.peers,
+            repeat=args.repeat,
             log=lambda text: print(text, file=sys.stderr, flush=True),
         )
     except BenchError as exc:
