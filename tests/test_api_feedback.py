@@ -42,7 +42,10 @@ def plain(saved_model):
 def _predict(client, seed: int = 0) -> dict:
     response = client.post("/predict", files={"file": ("tuile.png", encode(textured_rgb(seed=seed), "PNG"))})
     assert response.status_code == 200
-    return response.json()
+    body = response.json()
+    # The page offers the feedback buttons only when the answer says the image is kept.
+    assert body["image_stored"] is (client.app.state.atelier.settings.store_images_dir is not None)
+    return body
 
 
 def _png(data: bytes) -> Image.Image:
@@ -109,12 +112,12 @@ def test_explanation_of_a_stored_prediction(stored):
     # The image erased from the folder (retention): a clear 409, not a 500.
     item = client.get("/predictions").json()["items"][0]
     find_image(images, item["image_sha256"]).unlink()
-    _french(client.get(f"/predictions/{pid}/explanation"), 409, "n'est plus gardée", "POST /explain")
+    _french(client.get(f"/predictions/{pid}/explanation"), 409, f"prédiction {pid} n'est pas gardée", "POST /explain")
 
 
 def test_explanation_needs_stored_images(plain):
     pid = _predict(plain)["prediction_id"]
-    _french(plain.get(f"/predictions/{pid}/explanation"), 409, "--store-images")
+    _french(plain.get(f"/predictions/{pid}/explanation"), 409, "--store-images DOSSIER", "POST /explain")
 
 
 def test_feedback_right_and_wrong_and_filters(stored):
@@ -124,7 +127,7 @@ def test_feedback_right_and_wrong_and_filters(stored):
     assert right.status_code == 200
     body = FeedbackOut.model_validate(right.json())
     assert body.feedback_label == first["label"] and body.feedback_at and body.feedback_by is None
-    assert body.image_stored is True and body.feedback_comment is None
+    assert body.id == first["prediction_id"] and body.feedback_comment is None
     other = next(c for c in CLASSES if c != second["label"])
     wrong = client.post(
         f"/predictions/{second['prediction_id']}/feedback", json={"label": other, "comment": "Vu sur place."}
@@ -151,15 +154,38 @@ def test_feedback_errors_are_french(stored, plain):
     _french(
         client.post(f"/predictions/{pid}/feedback", content=b"{", headers={"Content-Type": "application/json"}), 422
     )
-    # Without stored images the feedback is kept (error rates) but cannot serve a retraining.
+    _french(client.post("/predictions/0/feedback", json={"label": "mer"}), 422, "prediction_id")
+
+
+def test_feedback_without_a_stored_image_is_a_french_409(stored, plain):
+    """A correction whose image is not kept could never serve a retraining: refused, nothing stored."""
     plain_id = _predict(plain)["prediction_id"]
-    assert plain.post(f"/predictions/{plain_id}/feedback", json={"label": "mer"}).json()["image_stored"] is False
+    for label in ("mer", "forest"):  # even a bad label: the server says first that no feedback is possible
+        _french(
+            plain.post(f"/predictions/{plain_id}/feedback", json={"label": label}),
+            409,
+            "ne garde pas les images",
+            "--store-images DOSSIER",
+            "POST /predict",
+        )
+    assert plain.get("/predictions", params={"feedback": "none"}).json()["items"][0]["id"] == plain_id
+    assert plain.get("/predictions", params={"feedback": "wrong"}).json()["total"] == 0
+    _french(plain.post("/predictions/999999/feedback", json={"label": "mer"}), 404, "999999")
+    # The image erased from the folder (or received before --store-images): the same 409, naming the prediction.
+    client, images = stored
+    pid = _predict(client, seed=14)["prediction_id"]
+    row = next(i for i in client.get("/predictions").json()["items"] if i["id"] == pid)
+    find_image(images, row["image_sha256"]).unlink()
+    _french(
+        client.post(f"/predictions/{pid}/feedback", json={"label": "mer"}), 409, f"prédiction {pid}", "POST /predict"
+    )
+    assert next(i for i in client.get("/predictions").json()["items"] if i["id"] == pid)["feedback_label"] is None
 
 
-def test_feedback_records_the_key_label(saved_model):
+def test_feedback_records_the_key_label(saved_model, tmp_path):
     """The key name put in request.state by the API-key layer ends up in feedback_by."""
     path, _ = saved_model
-    app = create_app(path, db_path=":memory:")
+    app = create_app(path, db_path=":memory:", store_images_dir=tmp_path)
 
     @app.middleware("http")
     async def name_the_key(request, call_next):
@@ -194,7 +220,7 @@ def test_openapi_documents_the_new_routes(stored):
     expected = {
         ("/explain", "post"): {"200", "400", "401", "413", "415", "422", "501", "503"},
         ("/predictions/{prediction_id}/explanation", "get"): {"200", "401", "403", "404", "409", "422", "501", "503"},
-        ("/predictions/{prediction_id}/feedback", "post"): {"200", "401", "403", "404", "422"},
+        ("/predictions/{prediction_id}/feedback", "post"): {"200", "401", "403", "404", "409", "422"},
         ("/predictions/{prediction_id}", "delete"): {"200", "401", "403", "404", "422"},
         ("/predictions", "get"): {"200", "401", "422"},
     }

@@ -36,12 +36,12 @@ def keys_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def roles_client(saved_model, keys_file):
-    """An API with an inference key, a management key and a keys file (two learners)."""
+def roles_client(saved_model, keys_file, tmp_path_factory):
+    """An API with an inference key, a management key and a keys file (two learners); it keeps the images."""
     secrets = {label: add_key(keys_file, label, "inference") for label in ("eleve-01", "eleve-02")}
     app = create_app(
         saved_model[0], api_key=LEARNER, admin_key=ADMIN, keys_file=keys_file, db_path=":memory:",
-        cors_origins=("https://exemple.fr",),
+        cors_origins=("https://exemple.fr",), store_images_dir=tmp_path_factory.mktemp("images-cles"),
     )  # fmt: skip
     with TestClient(app) as http:
         http.secrets = secrets  # type: ignore[attr-defined]
@@ -250,7 +250,7 @@ def test_a_learner_corrects_and_explains_only_its_own_predictions(roles_client):
     other = roles_client.post(url + "/feedback", json={"label": "mer"}, headers={"X-API-Key": two})
     assert "autre clé" in _french(other, 403)
     assert "autre clé" in _french(roles_client.get(url + "/explanation", headers={"X-API-Key": two}), 403)
-    assert roles_client.get(url + "/explanation", headers={"X-API-Key": one}).status_code == 409  # no stored image
+    assert roles_client.get(url + "/explanation", headers={"X-API-Key": one}).json()["prediction_id"] == mine
     given = roles_client.post(url + "/feedback", json={"label": "mer"}, headers={"X-API-Key": one})
     assert given.status_code == 200 and given.json()["feedback_by"] == "eleve-01"
     assert (

@@ -82,8 +82,14 @@ def _start(saved_model, tmp_path_factory, **options):
 
 
 @pytest.fixture(scope="module")
-def server(saved_model, tmp_path_factory):
-    with _start(saved_model, tmp_path_factory) as handle:
+def images_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("images-web")
+
+
+@pytest.fixture(scope="module")
+def server(saved_model, tmp_path_factory, images_dir):
+    """The page's server keeps the images (serve --store-images): the feedback buttons need them."""
+    with _start(saved_model, tmp_path_factory, store_images_dir=images_dir) as handle:
         yield handle
 
 
@@ -535,7 +541,44 @@ def test_feedback_buttons_store_right_and_wrong(visit, server):
     wrong = {i["id"]: i for i in _api_json(server.url, "/predictions?feedback=wrong&limit=500")["items"]}
     right = {i["id"]: i for i in _api_json(server.url, "/predictions?feedback=right&limit=500")["items"]}
     assert wrong[wrong_id]["feedback_label"] == truth and right_id in right and wrong_id not in right
+    assert page.is_hidden("#retour-impossible")
     assert not visit.console_errors, visit.console_errors
+
+
+def test_no_feedback_buttons_when_the_server_keeps_no_image(browser, saved_model, tmp_path_factory):
+    """Without --store-images the API refuses every feedback (409): the page does not offer the buttons."""
+    with _start(saved_model, tmp_path_factory) as plain:
+        visit = Visit(browser, plain.url)
+        try:
+            page = visit.open()
+            predict(page, image_file("sans-images.jpg", seed=36))
+            assert page.is_visible("#bascule-carte")  # POST /explain needs no stored image
+            assert page.is_hidden("#retour") and page.is_hidden("#retour-juste") and page.is_hidden("#retour-faux")
+            notice = page.inner_text("#retour-impossible")
+            assert page.is_visible("#retour-impossible") and "--store-images DOSSIER" in notice, notice
+            page.click("#bascule-carte")
+            page.wait_for_selector("#carte:visible")
+            assert not any("/feedback" in url for url in visit.requests)
+            assert not visit.console_errors, visit.console_errors
+        finally:
+            visit.close()
+
+
+def test_a_refused_feedback_shows_the_french_409(visit, server, images_dir):
+    """The image erased after the answer (retention): the click gets the API's French 409, shown as it is."""
+    page = visit.open()
+    predict(page, image_file("effacee.jpg", seed=37))
+    shown = _shown_prediction(page)
+    row = next(i for i in _api_json(server.url, "/predictions?limit=20")["items"] if i["id"] == shown)
+    for path in images_dir.glob(f"{row['image_sha256']}.*"):
+        path.unlink()
+    page.click("#retour-juste")
+    page.wait_for_selector("#retour-etat:has-text('Retour non enregistré')")
+    state = page.inner_text("#retour-etat")
+    assert f"prédiction {shown} n'est pas gardée" in state and "POST /predict" in state, state
+    assert page.is_disabled("#retour-juste") and page.is_disabled("#retour-faux")  # sending again cannot work
+    assert page.get_attribute("#retour-juste", "aria-pressed") == "false"
+    assert _api_json(server.url, "/predictions?feedback=none&limit=20")["items"][0]["id"] == shown
 
 
 def test_history_filter_on_feedback(visit, server):

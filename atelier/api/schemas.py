@@ -41,6 +41,12 @@ class PredictionOut(_Strict):
     duration_ms: float = Field(
         description="Durée du traitement côté serveur (décodage + réseau), en ms.", examples=[3.2]
     )
+    image_stored: bool = Field(
+        description="Le serveur a gardé l'image (`serve --store-images DOSSIER`) : on peut expliquer cette "
+        "prédiction plus tard (`GET /predictions/{id}/explanation`) et la corriger ou la confirmer "
+        "(`POST /predictions/{id}/feedback`). Faux : ces deux routes répondent 409.",
+        examples=[True],
+    )
     uncertain: bool | None = Field(
         default=None,
         description="Seulement si l'API a un seuil de confiance (`uncertainty_threshold`) : vrai quand la "
@@ -148,10 +154,7 @@ class FeedbackIn(_Strict):
 
 
 class FeedbackOut(HistoryItem):
-    image_stored: bool = Field(
-        description="L'image de cette prédiction est gardée par le serveur (--store-images) : le retour "
-        "pourra servir au réentraînement."
-    )
+    """La prédiction avec le retour qui vient d'être rangé (son image est gardée : il servira au réentraînement)."""
 
 
 class DeletedOut(_Strict):

@@ -159,6 +159,7 @@ class ApiState:
             "prediction_id": prediction_id,
             "confidence": probabilities[label],
             "duration_ms": round(duration_ms, 3),
+            "image_stored": digest is not None,
             **self._uncertainty(probabilities[label]),
         }
 

@@ -2,9 +2,10 @@
 //
 // It talks only to the workshop's API, on the same server:
 //   GET /health       → {"status": "ok", "model_version": …}
-//   POST /predict     → multipart field "file" → {"label", "probabilities", "model_version", "prediction_id", …}
+//   POST /predict     → multipart field "file" → {"label", "probabilities", "model_version", "prediction_id",
+//                        "image_stored", …}; the feedback buttons are offered only when "image_stored" is true
 //   POST /explain     → multipart field "file" → {"label", "model_version", "heatmap": {"overlay_png": <base64>, …}, …}
-//   POST /predictions/{id}/feedback → JSON {"label"} → the history row with its feedback
+//   POST /predictions/{id}/feedback → JSON {"label"} → the history row with its feedback (409 if the image is not kept)
 //   GET /predictions  → {"total", "limit", "offset", "items": [{id, created, label, probabilities, model_version, filename,
 //                        feedback_label, …}]}; ?feedback=wrong|right|none filters on the feedback
 // Every error is JSON {"detail": "<French message>"}; it is shown as it is.
@@ -65,6 +66,8 @@
     feedbackWrong: $("retour-faux"),
     feedbackClass: $("retour-classe"),
     feedbackState: $("retour-etat"),
+    feedback: $("retour"),
+    feedbackUnavailable: $("retour-impossible"),
   };
 
   // ------------------------------------------------------------------ helpers
@@ -382,8 +385,12 @@
       ...others.map((label) => make("option", { text: classInfo(label).name, attrs: { value: label } })),
     );
     updateWrongButton();
+    // A feedback needs the image kept by the server (serve --store-images): otherwise the API refuses it (409).
+    const canGiveFeedback = result.image_stored === true && result.prediction_id !== undefined;
+    el.feedback.hidden = !canGiveFeedback;
+    el.feedbackUnavailable.hidden = canGiveFeedback;
     for (const button of [el.feedbackRight, el.feedbackWrong]) {
-      button.disabled = result.prediction_id === undefined;
+      button.disabled = !canGiveFeedback;
       button.setAttribute("aria-pressed", "false");
     }
     el.feedbackState.textContent = "";
@@ -453,6 +460,8 @@
       if (shown !== current) return;
       el.feedbackState.textContent = `Retour non enregistré\u00a0: ${error.message}`;
       if (error.status === 401) askForKey(error.message);
+      // 409: the server does not keep this image; sending again cannot work.
+      if (error.status === 409) for (const other of [el.feedbackRight, el.feedbackWrong]) other.disabled = true;
       return;
     }
     if (shown !== current) return;

@@ -10,13 +10,13 @@ from starlette.concurrency import run_in_threadpool
 
 from ...explain import ExplainError
 from ...explanation import Explanation
-from ...image_store import find_image
 from ...preprocessing import ImageError
 from ..access import refuse_if_not_own
 from ..errors import documented, error_response, image_error_status
 from ..response_headers import MODEL_VERSION_HEADER
 from ..schemas import ExplanationOut, PredictionId
 from ..state import ApiState, AppState
+from ..stored_image import RESTART_WITH_STORE_IMAGES, missing_image, stored_image
 
 router = APIRouter(tags=["explication"])
 
@@ -105,8 +105,8 @@ async def explain(
             {
                 403: "Une clé d'inférence n'explique que ses propres prédictions.",
                 404: "Aucune prédiction n'a ce numéro.",
-                409: "L'image de cette prédiction n'est pas gardée (serveur sans --store-images, ou image "
-                "effacée par la rétention) : envoyez-la à POST /explain.",
+                409: "L'image de cette prédiction n'est pas gardée (serveur sans --store-images, image reçue "
+                "avant, ou effacée par la rétention) : envoyez-la à POST /explain.",
                 422: "Numéro de prédiction ou paramètre « format » invalide.",
                 501: _NOT_EXPLAINABLE.removesuffix(" :") + ".",
                 503: _BUSY,
@@ -126,19 +126,17 @@ async def prediction_explanation(
     refused = refuse_if_not_own(request, row)
     if refused is not None:
         return refused
-    directory = state.settings.store_images_dir
-    if directory is None:
-        return error_response(
-            409,
-            "Ce serveur ne garde pas les images reçues : impossible d'expliquer une prédiction passée. "
-            "Lancez-le avec --store-images DOSSIER (ou ATELIER_STORE_IMAGES), ou envoyez l'image à POST /explain.",
-        )
-    path = await run_in_threadpool(find_image, directory, row["image_sha256"])
-    if path is None:
-        return error_response(
-            409,
-            f"L'image de la prédiction {prediction_id} n'est plus gardée (effacée par la rétention de "
-            "l'historique ou par DELETE) : envoyez-la de nouveau à POST /explain.",
-        )
-    data = await run_in_threadpool(path.read_bytes)
+    missing = "d'expliquer cette prédiction : envoyez l'image à POST /explain."
+    path = await stored_image(
+        state,
+        row,
+        no_store=f"d'expliquer une prédiction passée. {RESTART_WITH_STORE_IMAGES}, ou envoyez l'image à POST /explain.",
+        missing=missing,
+    )
+    if isinstance(path, Response):
+        return path
+    try:
+        data = await run_in_threadpool(path.read_bytes)
+    except FileNotFoundError:  # erased by the retention between finding and reading it
+        return missing_image(row, missing)
     return await _explain(state, data, format, prediction_id=prediction_id, recorded_model_version=row["model_version"])
