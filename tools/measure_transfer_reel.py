@@ -1,10 +1,12 @@
 """Mesure : transfert depuis le réseau de base EuroSAT contre CNN entraîné depuis zéro, sur de vraies images.
 
-    python tools/measure_transfer_reel.py [DOSSIER] [--per-class 20 50] [--folds 2] [--seed 0]
+    python tools/measure_transfer_reel.py [DOSSIER] [--per-class 50] [--seeds 0 1 2 3] [--folds 1]
 
 DOSSIER (par défaut ``../shared/data/reel-dev``) : un jeu « un dossier par classe » d'images réelles. Pour chaque
-taille ``--per-class`` et chaque pli, ``--per-class`` images par classe servent à entraîner (dont 10 % de
-validation), les autres à tester ; avec 50 images sur 100, les deux plis échangent entraînement et test. Deux
+taille ``--per-class``, chaque graine (un mélange des images au hasard) et chaque pli, ``--per-class`` images par
+classe servent à entraîner (dont 10 % de validation), les autres à tester ; avec 50 images sur 100, les deux plis
+échangent entraînement et test. Le résumé donne, par méthode, la moyenne ± l'écart-type sur les exécutions (et par
+classe), puis l'écart transfert − CNN exécution par exécution (mêmes images de test). Deux
 modèles **jetables** sont entraînés (rien n'est enregistré dans le projet) :
 
 - le CNN du chapitre 2, depuis zéro, avec la recette de ``python -m atelier train`` (``training_plan``) ;
@@ -101,12 +103,38 @@ def overlap_with_shipped_tiles(folder: Path) -> int:
     return sum(hashlib.md5(p.read_bytes()).hexdigest() in shipped for p in files)
 
 
+def spread(values) -> dict:
+    """Moyenne et écart-type (sur les exécutions) d'une liste de valeurs, arrondis."""
+    values = np.asarray(values, dtype=float)
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return {"mean": round(float(values.mean()), 4), "std": round(std, 4)}
+
+
+def summarize(runs: list[dict], classes: list[str]) -> dict:
+    """Par méthode : exactitude et exactitude par classe, moyenne ± écart-type sur les exécutions ; écart du
+    transfert sur le CNN, exécution par exécution (mêmes images de test)."""
+    summary: dict = {}
+    for name in ("cnn", "transfert"):
+        summary[name] = {
+            "accuracy": spread([r[name]["accuracy"] for r in runs]),
+            "per_class": {c: spread([r[name]["per_class"][c] for r in runs]) for c in classes},
+        }
+    gaps = [r["transfert"]["accuracy"] - r["cnn"]["accuracy"] for r in runs]
+    summary["gap"] = {**spread(gaps), "wins": int(sum(g > 0 for g in gaps)), "runs": len(gaps)}
+    return summary
+
+
+def pm(stat: dict) -> str:
+    """« 93,5 ± 1,2 % » (en points de pourcentage)."""
+    return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f} %".replace(".", ",")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", type=Path, default=ROOT.parent / "shared" / "data" / "reel-dev")
-    parser.add_argument("--per-class", type=int, nargs="+", default=[20, 50])
-    parser.add_argument("--folds", type=int, default=2, help="plis par taille (défaut : 2)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-class", type=int, nargs="+", default=[50])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3], help="un découpage au hasard par graine")
+    parser.add_argument("--folds", type=int, default=1, help="plis par découpage (défaut : 1)")
     args = parser.parse_args(argv)
 
     dataset = load_dataset(args.folder)
@@ -117,20 +145,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     results = []
     for per_class in args.per_class:
-        for fold in range(args.folds):
-            results.append(measure(dataset, fixed_split(dataset, per_class, args.seed, fold), args.seed))
-            results[-1].update(per_class=per_class, fold=fold)
-    summary = {
-        "folder": str(args.folder),
-        "mean": {
-            str(per_class): {
-                name: round(float(np.mean([r[name]["accuracy"] for r in results if r["per_class"] == per_class])), 4)
-                for name in ("cnn", "transfert")
-            }
-            for per_class in args.per_class
-        },
-        "runs": results,
-    }
+        for seed in args.seeds:
+            for fold in range(args.folds):
+                results.append(measure(dataset, fixed_split(dataset, per_class, seed, fold), seed))
+                results[-1].update(per_class=per_class, seed=seed, fold=fold)
+    summary: dict = {"folder": str(args.folder), "seeds": args.seeds, "folds": args.folds}
+    for per_class in args.per_class:
+        stats = summarize([r for r in results if r["per_class"] == per_class], dataset.classes)
+        summary[str(per_class)] = stats
+        print(f"== {per_class} images par classe, {stats['gap']['runs']} exécutions (moyenne ± écart-type)")
+        for name in ("cnn", "transfert"):
+            per = ", ".join(f"{c} {pm(stats[name]['per_class'][c])}" for c in dataset.classes)
+            print(f"  {name:9} : {pm(stats[name]['accuracy'])} ; par classe : {per}")
+        gap = stats["gap"]
+        print(f"  écart transfert − CNN : {pm(gap)} (le transfert gagne {gap['wins']} fois sur {gap['runs']})")
+    summary["runs"] = results
     print(json.dumps(summary, ensure_ascii=False))
     return 0
 
