@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_web_page import Visit, browser, server  # noqa: F401 - the browser and server fixtures
+from tests.test_web_page import Visit, browser, images_dir, server  # noqa: F401 - the fixtures the server needs
 
 # Slow: a real server and Chromium (left out by pytest -m "not slow").
 pytestmark = pytest.mark.slow
