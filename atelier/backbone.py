@@ -32,6 +32,14 @@ NAME = "eurosat"
 #: Filtres des blocs du réseau de base : ceux du CNN du chapitre 2 (16 → 128), doublés.
 FILTERS: tuple[int, ...] = (32, 64, 128, 256)
 
+#: Blocs du réseau pré-entraîné gardés pour le transfert : les trois premiers. Le quatrième, le plus
+#: spécialisé dans les 10 classes EuroSAT, est laissé de côté ; mesuré par validation croisée sur les moitiés
+#: d'entraînement de vraies images (``tools/measure_transfer_reel.py``), couper après le bloc 3 transfère mieux.
+BLOCKS = 3
+
+#: Blocs dégelés pendant l'affinage du chapitre 3 : tous ceux de la base, avec un pas faible.
+FINE_BLOCKS = 3
+
 #: Nom de la couche « base » dans les modèles construits ici.
 BASE_NAME = "base_eurosat"
 
@@ -62,20 +70,26 @@ class BackboneError(ValueError):
 # --- the architecture ------------------------------------------------------------------------------
 
 
-def build_base(filters: Sequence[int] = FILTERS, image_size: int = IMAGE_SIZE) -> Any:
+def build_base(filters: Sequence[int] = FILTERS, image_size: int = IMAGE_SIZE, *, pool_last: bool = True) -> Any:
     """La base : image ``image_size`` × ``image_size`` × 3 aux valeurs 0–255 → normalisation (÷ 255) →
     un bloc convolution → normalisation par lot → ReLU → max-pooling par nombre de filtres → moyenne
-    globale : un vecteur de ``filters[-1]`` caractéristiques par image."""
+    globale : un vecteur de ``filters[-1]`` caractéristiques par image.
+
+    ``pool_last=False`` : sans le max-pooling du dernier bloc (la moyenne globale porte alors sur la carte
+    entière de ce bloc) ; c'est la forme de la base coupée du transfert (:func:`load_base`)."""
     import keras
     from keras import layers
 
     from .model import conv_blocks
 
+    blocks = conv_blocks(filters)
+    if not pool_last:
+        blocks = blocks[:-1]
     return keras.Sequential(
         [
             keras.Input(shape=(image_size, image_size, 3)),
             layers.Rescaling(1.0 / 255, name="normalisation"),
-            *conv_blocks(filters),
+            *blocks,
             layers.GlobalAveragePooling2D(name="moyenne_globale"),
         ],
         name=BASE_NAME,
@@ -178,31 +192,55 @@ def load_pretrained(directory: str | Path = BACKBONES_DIR) -> tuple[Any, dict[st
     return model, card
 
 
-def describe(directory: str | Path = BACKBONES_DIR) -> dict[str, Any]:
+def describe(directory: str | Path = BACKBONES_DIR, *, blocks: int = BLOCKS) -> dict[str, Any]:
     """Ce que les métadonnées d'un modèle par transfert disent de sa base : nom, empreintes du fichier de
-    poids et de la fiche, exactitude du pré-entraînement."""
+    poids et de la fiche, exactitude du pré-entraînement, nombre de blocs gardés."""
     card = read_card(directory)
     return {
         "name": card["name"],
         "weights_sha256": card["sha256"],
         "card_sha256": file_sha256(card_file(directory)),
         "heldout_accuracy": card["heldout_accuracy"],
+        "blocks": blocks,
     }
 
 
-def load_base(*, trainable: bool = False, directory: str | Path = BACKBONES_DIR) -> Any:
-    """La base pré-entraînée sur EuroSAT (sans sa tête), **gelée** par défaut (``trainable=False``)."""
-    model, _ = load_pretrained(directory)
-    base = model.get_layer(BASE_NAME)
+def load_base(*, trainable: bool = False, blocks: int = BLOCKS, directory: str | Path = BACKBONES_DIR) -> Any:
+    """La base pré-entraînée sur EuroSAT (sans sa tête), **gelée** par défaut (``trainable=False``).
+
+    ``blocks`` : nombre de blocs gardés (par défaut :data:`BLOCKS`). Une base coupée s'arrête après la ReLU
+    de son dernier bloc, puis fait la moyenne globale : un vecteur de ``filters[blocks - 1]``
+    caractéristiques. Avec tous les blocs, c'est la base pré-entraînée telle quelle.
+    """
+    model, card = load_pretrained(directory)
+    pretrained = model.get_layer(BASE_NAME)
+    filters = list(card["filters"])
+    if not 1 <= blocks <= len(filters):
+        raise ValueError(f"blocks doit être entre 1 et {len(filters)} (le nombre de blocs du réseau pré-entraîné).")
+    if blocks == len(filters):
+        base = pretrained
+    else:
+        base = build_base(filters[:blocks], card["image_size"], pool_last=False)
+        for layer in base.layers:
+            if layer.weights:
+                layer.set_weights(pretrained.get_layer(layer.name).get_weights())
     base.trainable = trainable
     return base
 
 
-def build_transfer_model(classes: Sequence[str], *, seed: int = 0, augment: bool = True, dropout: float = 0.3) -> Any:
-    """Le classifieur du chapitre 3 (non compilé) : la base EuroSAT **gelée** et une nouvelle tête (une sortie
-    par classe de ``classes``), après l'augmentation du chapitre 2. Entrée : images 64 × 64 × 3, 0–255."""
+def build_transfer_model(
+    classes: Sequence[str], *, blocks: int = BLOCKS, seed: int = 0, augment: bool = True, dropout: float = 0.3
+) -> Any:
+    """Le classifieur du chapitre 3 (non compilé) : les ``blocks`` premiers blocs de la base EuroSAT,
+    **gelés**, et une nouvelle tête (une sortie par classe de ``classes``), après l'augmentation du
+    chapitre 2. Entrée : images 64 × 64 × 3, 0–255."""
     return build_classifier(
-        classes, load_base(trainable=False), augment=augment, dropout=dropout, seed=seed, name="transfert_eurosat"
+        classes,
+        load_base(trainable=False, blocks=blocks),
+        augment=augment,
+        dropout=dropout,
+        seed=seed,
+        name="transfert_eurosat",
     )
 
 
@@ -211,13 +249,21 @@ def base_of(model) -> Any:
     return model.get_layer(BASE_NAME)
 
 
-def unfreeze_top(model, n_blocks: int = 1, learning_rate: float = 1e-4, *, total_steps: int | None = None) -> Any:
+def unfreeze_top(
+    model,
+    n_blocks: int = FINE_BLOCKS,
+    learning_rate: float = 3e-4,
+    *,
+    total_steps: int | None = None,
+    warmup_steps: int = 0,
+) -> Any:
     """Affinage (*fine-tuning*) : dégèle les convolutions des ``n_blocks`` derniers blocs de la base et
     recompile avec un pas d'apprentissage **faible** ; renvoie le modèle recompilé.
 
     Les couches ``BatchNormalization`` restent gelées : en Keras 3, une normalisation gelée travaille en
     mode inférence et garde les statistiques apprises sur EuroSAT. Recompiler est indispensable pour que
-    le changement de ``trainable`` compte.
+    le changement de ``trainable`` compte. ``total_steps`` et ``warmup_steps`` : le calendrier du pas
+    (:func:`atelier.model.compile_model`) ; une courte montée évite de secouer la base aux premiers lots.
     """
     from keras import layers
 
@@ -231,7 +277,7 @@ def unfreeze_top(model, n_blocks: int = 1, learning_rate: float = 1e-4, *, total
     keep = convolutions[len(convolutions) - n_blocks :]
     for layer in base.layers:
         layer.trainable = layer in keep
-    return compile_model(model, learning_rate, total_steps=total_steps)
+    return compile_model(model, learning_rate, total_steps=total_steps, warmup_steps=warmup_steps)
 
 
 def trainable_layers(model) -> list[str]:

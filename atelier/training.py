@@ -270,7 +270,7 @@ def fit_transfer(
     head_epochs: int = 6,
     fine_epochs: int = 6,
     head_learning_rate: float = 3e-3,
-    fine_learning_rate: float = 1e-4,
+    fine_learning_rate: float | None = None,
     batch_size: int = 32,
     seed: int = 0,
     verbose: int | str = 0,
@@ -283,8 +283,10 @@ def fit_transfer(
 
     1. base **gelée**, nouvelle tête (une sortie par classe) : ``head_epochs`` époques, pas
        ``head_learning_rate`` décroissant en cosinus ;
-    2. **affinage** : le dernier bloc de la base est dégelé (ses 20 dernières couches pour MobileNetV2),
-       ``fine_epochs`` époques de plus avec un pas **faible** (``fine_learning_rate``, en cosinus).
+    2. **affinage** : les convolutions des trois blocs de la base EuroSAT (:data:`atelier.backbone.FINE_BLOCKS`)
+       sont dégelées (les 20 dernières couches pour MobileNetV2), ``fine_epochs`` époques de plus avec un
+       pas **faible** (``fine_learning_rate`` ; par défaut 3e-4 pour EuroSAT, 1e-4 pour MobileNetV2), une
+       courte montée (un dixième des pas, 30 au plus) puis une décroissance en cosinus.
 
     ``fine_epochs=0`` : pas d'affinage. Pas d'arrêt anticipé : le nombre d'époques est fixé.
     """
@@ -317,9 +319,15 @@ def fit_transfer(
     if fine_epochs:
         fine_steps = steps_per_epoch * fine_epochs
         if backbone == "eurosat":
-            eurosat.unfreeze_top(model, 1, fine_learning_rate, total_steps=fine_steps)
+            eurosat.unfreeze_top(
+                model,
+                eurosat.FINE_BLOCKS,
+                fine_learning_rate or 3e-4,
+                total_steps=fine_steps,
+                warmup_steps=min(30, fine_steps // 10),
+            )
         else:
-            transfer.unfreeze_top(model, n_layers=20, learning_rate=fine_learning_rate)
+            transfer.unfreeze_top(model, n_layers=20, learning_rate=fine_learning_rate or 1e-4)
         fine, fine_seconds = fit_phase(
             model,
             splits,

@@ -115,6 +115,28 @@ def test_base_is_frozen_by_default_and_can_be_trainable():
     assert backbone.load_base(trainable=True).trainable_weights
 
 
+def test_cut_base_is_the_pretrained_network_up_to_its_third_block(pretrained):
+    """The transfer base keeps blocks 1-3 with their EuroSAT weights and averages relu3: same features as the
+    pretrained network's own relu3 output, averaged."""
+    import keras
+
+    model, _ = pretrained
+    full = model.get_layer(backbone.BASE_NAME)
+    cut = backbone.load_base()
+    names = [layer.name for layer in cut.layers]
+    assert names == ["normalisation", "conv1", "norm1", "relu1", "pool1", "conv2", "norm2", "relu2", "pool2",
+                     "conv3", "norm3", "relu3", "moyenne_globale"]  # fmt: skip
+    assert cut.output_shape == (None, backbone.FILTERS[backbone.BLOCKS - 1])
+    images = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)).astype("float32")
+    relu3 = keras.Model(full.inputs, full.get_layer("relu3").output)
+    expected = np.asarray(relu3(images)).mean(axis=(1, 2))
+    assert np.allclose(np.asarray(cut(images)), expected, atol=1e-5)
+    assert backbone.load_base(blocks=len(backbone.FILTERS)).output_shape == (None, backbone.FILTERS[-1])
+    for blocks in (0, len(backbone.FILTERS) + 1):
+        with pytest.raises(ValueError, match="entre 1 et 4"):
+            backbone.load_base(blocks=blocks)
+
+
 def test_modified_file_is_refused_in_french(shipped_copy):
     path = backbone.model_file(shipped_copy)
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
@@ -161,7 +183,7 @@ def test_transfer_model_has_a_frozen_base_and_a_new_head():
     model = backbone.build_transfer_model(CLASSES)
     assert model.input_shape == (None, 64, 64, 3) and model.output_shape == (None, len(CLASSES))
     assert backbone.trainable_layers(model) == []
-    head = backbone.FILTERS[-1] * len(CLASSES) + len(CLASSES)
+    head = backbone.FILTERS[backbone.BLOCKS - 1] * len(CLASSES) + len(CLASSES)
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == head
 
 
@@ -176,12 +198,14 @@ def test_transfer_base_keeps_the_pretrained_weights():
 def test_unfreeze_top_unfreezes_only_the_last_convolutions():
     model = backbone.build_transfer_model(CLASSES)
     backbone.unfreeze_top(model, n_blocks=1, learning_rate=1e-4)
-    assert backbone.trainable_layers(model) == ["conv4"]
+    assert backbone.trainable_layers(model) == ["conv3"]
     backbone.unfreeze_top(model, n_blocks=2, learning_rate=1e-4)
-    assert backbone.trainable_layers(model) == ["conv3", "conv4"]
+    assert backbone.trainable_layers(model) == ["conv2", "conv3"]
+    backbone.unfreeze_top(model)  # the chapter's fine-tuning: every block of the base
+    assert backbone.trainable_layers(model) == ["conv1", "conv2", "conv3"]
     assert not any(layer.trainable for layer in backbone.base_of(model).layers if "norm" in layer.name)
-    with pytest.raises(ValueError, match="entre 0 et 4"):
-        backbone.unfreeze_top(model, n_blocks=5)
+    with pytest.raises(ValueError, match="entre 0 et 3"):
+        backbone.unfreeze_top(model, n_blocks=4)
 
 
 def test_fine_tuning_changes_only_the_unfrozen_block():
@@ -190,12 +214,12 @@ def test_fine_tuning_changes_only_the_unfrozen_block():
     keras.utils.set_random_seed(0)
     model = backbone.unfreeze_top(backbone.build_transfer_model(CLASSES, augment=False), n_blocks=1)
     base = backbone.base_of(model)
-    before = {name: base.get_layer(name).get_weights()[0].copy() for name in ("conv3", "conv4", "norm4")}
+    before = {name: base.get_layer(name).get_weights()[0].copy() for name in ("conv2", "conv3", "norm3")}
     images = np.random.default_rng(0).integers(0, 256, (16, 64, 64, 3)).astype("float32")
     model.fit(images, np.arange(16) % 4, epochs=1, batch_size=8, verbose=0)
-    assert np.array_equal(base.get_layer("conv3").get_weights()[0], before["conv3"])
-    assert np.array_equal(base.get_layer("norm4").get_weights()[0], before["norm4"])
-    assert not np.array_equal(base.get_layer("conv4").get_weights()[0], before["conv4"])
+    assert np.array_equal(base.get_layer("conv2").get_weights()[0], before["conv2"])
+    assert np.array_equal(base.get_layer("norm3").get_weights()[0], before["norm3"])
+    assert not np.array_equal(base.get_layer("conv3").get_weights()[0], before["conv3"])
 
 
 # --- the shipped tiles ------------------------------------------------------------------------------

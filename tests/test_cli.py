@@ -119,6 +119,7 @@ def test_train_with_the_eurosat_backbone_says_which_backbone(tmp_path):
         "weights_sha256": card["sha256"],
         "card_sha256": file_sha256(backbone.card_file()),
         "heldout_accuracy": card["heldout_accuracy"],
+        "blocks": backbone.BLOCKS,
     }
     assert report["backbone"] == expected and report["epochs"] == 2
     info = load_model(model)

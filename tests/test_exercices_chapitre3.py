@@ -37,25 +37,27 @@ def test_exercise_3_follows_the_measures_not_a_fixed_answer():
     assert wrong.status == WRONG and "la plus exacte est CNN" in wrong.message
 
 
-RIGHT_1 = {"trainable_after_freeze": [], "trainable_after_fine_tuning": ["conv4"], "n_trainable_head": 1028}
-RIGHT_2 = {"fine_learning_rate": 1e-4, "raison": "b"}
+FINE = ["conv1", "conv2", "conv3"]
+RIGHT_1 = {"trainable_after_freeze": [], "trainable_after_fine_tuning": FINE, "n_trainable_head": 516}
+RIGHT_2 = {"fine_learning_rate": 3e-4, "raison": "b"}
 RIGHT_3 = {"table": TABLE, "gain_20": 0.88 - 0.61, "choix_20": "transfert EuroSAT"}
 
 CATALOGUE = [
-    # exercise 1: what learns after freezing, after unfreezing one block, and the head's size
-    (ex.ex1, RIGHT_1, {"trainable_after_freeze": ["conv1", "conv2", "conv3", "conv4"]}, "aucune couche de la base"),
-    (ex.ex1, RIGHT_1, {"trainable_after_fine_tuning": ["conv4", "norm4"]}, "BatchNormalization restent gelées"),
-    (ex.ex1, RIGHT_1, {"trainable_after_fine_tuning": ["conv4", "relu4", "pool4"]}, "n'a pas de poids"),
-    (ex.ex1, RIGHT_1, {"trainable_after_fine_tuning": ["conv3", "conv4"]}, "ne dégèle que le dernier bloc"),
-    (ex.ex1, RIGHT_1, {"n_trainable_head": 1024}, "et les biais"),
-    (ex.ex1, RIGHT_1, {"n_trainable_head": 390_884}, "c'est compter la base"),
-    (ex.ex1, RIGHT_1, {"trainable_after_fine_tuning": "conv4"}, "doit être une liste"),
+    # exercise 1: what learns after freezing, after unfreezing the base's three blocks, and the head's size
+    (ex.ex1, RIGHT_1, {"trainable_after_freeze": FINE}, "aucune couche de la base"),
+    (ex.ex1, RIGHT_1, {"trainable_after_fine_tuning": [*FINE, "norm3"]}, "BatchNormalization restent gelées"),
+    (ex.ex1, RIGHT_1, {"trainable_after_fine_tuning": [*FINE, "relu3"]}, "n'a pas de poids"),
+    (ex.ex1, RIGHT_1, {"trainable_after_fine_tuning": ["conv3"]}, "chacun des trois blocs"),
+    (ex.ex1, RIGHT_1, {"trainable_after_fine_tuning": ["conv4"]}, "couche(s) inconnue(s) dans la base : conv4"),
+    (ex.ex1, RIGHT_1, {"n_trainable_head": 512}, "512 poids… et les biais"),
+    (ex.ex1, RIGHT_1, {"n_trainable_head": 94_436}, "c'est compter la base"),
+    (ex.ex1, RIGHT_1, {"trainable_after_fine_tuning": "conv3"}, "doit être une liste"),
     (ex.ex1, RIGHT_1, {"trainable_after_fine_tuning": ["dense"]}, "couche(s) inconnue(s) dans la base : dense"),
     # exercise 2: the fine-tuning learning rate and why
     (ex.ex2, RIGHT_2, {"fine_learning_rate": 3e-3}, "au moins celui de la tête"),
     (ex.ex2, RIGHT_2, {"fine_learning_rate": 1e-3}, "moins de dix fois plus petit"),
     (ex.ex2, RIGHT_2, {"fine_learning_rate": 1e-8}, "les poids ne bougeraient presque pas"),
-    (ex.ex2, RIGHT_2, {"fine_learning_rate": "1e-4"}, "doit être un nombre"),
+    (ex.ex2, RIGHT_2, {"fine_learning_rate": "3e-4"}, "doit être un nombre"),
     (ex.ex2, RIGHT_2, {"raison": "a"}, "ne rend pas l'entraînement plus rapide"),
     (ex.ex2, RIGHT_2, {"raison": "c"}, "n'empêche pas le sur-apprentissage"),
     (ex.ex2, RIGHT_2, {"raison": "e"}, "une des lettres"),

@@ -10,7 +10,7 @@ classe), puis l'écart transfert − CNN exécution par exécution (mêmes image
 modèles **jetables** sont entraînés (rien n'est enregistré dans le projet) :
 
 - le CNN du chapitre 2, depuis zéro, avec la recette de ``python -m atelier train`` (``training_plan``) ;
-- le transfert du chapitre 3 : base EuroSAT gelée + nouvelle tête, puis affinage du dernier bloc.
+- le transfert du chapitre 3 : base EuroSAT (trois blocs) gelée + nouvelle tête, puis affinage des trois blocs.
 
 C'est une mesure, pas un test : la suite de tests ne dépend pas de ces images. La dernière ligne est un JSON.
 """
@@ -37,7 +37,7 @@ from atelier.model import build_cnn, compile_model  # noqa: E402
 from atelier.training import epochs_for, fit, fit_transfer, set_seed, training_plan  # noqa: E402
 
 #: Pas d'optimisation visés pour la tête et l'affinage du transfert (le CNN suit ``training_plan``).
-HEAD_STEPS, FINE_STEPS = 150, 150
+HEAD_STEPS, FINE_STEPS = 300, 300
 
 
 def fixed_split(dataset, per_class: int, seed: int, fold: int = 0) -> Splits:

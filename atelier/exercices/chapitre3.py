@@ -14,12 +14,13 @@ def _names(value, what: str) -> list[str]:
     if isinstance(value, str) or not isinstance(value, (list, tuple, set)):
         raise Wrong(f'« {what} » doit être une liste de noms de couches, par exemple ["conv1", "conv2"] (ou []).')
     if not all(isinstance(name, str) for name in value):
-        raise Wrong(f'« {what} » doit contenir des noms de couches (des chaînes), par exemple "conv4".')
+        raise Wrong(f'« {what} » doit contenir des noms de couches (des chaînes), par exemple "conv3".')
     return sorted(value)
 
 
 def _truth() -> tuple[list[str], list[str], int, list[str]]:
-    """What really learns in the chapter's model: after freezing, after unfreezing one block; the head's size."""
+    """What really learns in the chapter's model: after freezing, after unfreezing the base's blocks for
+    fine-tuning (section 6); the head's size."""
     from .. import backbone
     from ..labels import CLASSES
 
@@ -27,7 +28,7 @@ def _truth() -> tuple[list[str], list[str], int, list[str]]:
     frozen = backbone.trainable_layers(model)
     head = sum(math.prod(w.shape) for w in model.trainable_weights)
     layers = [layer.name for layer in backbone.base_of(model).layers]
-    backbone.unfreeze_top(model, n_blocks=1)
+    backbone.unfreeze_top(model, n_blocks=backbone.FINE_BLOCKS)
     return frozen, backbone.trainable_layers(model), head, layers
 
 
@@ -41,11 +42,13 @@ def _truth() -> tuple[list[str], list[str], int, list[str]]:
         "Geler la base, c'est « trainable = False » pour toute la base : aucune de ses couches n'apprend plus. "
         "Seule la nouvelle tête Dense s'entraîne.",
         "Une couche n'apprend que si elle a des poids : ReLU, MaxPooling et la moyenne globale n'en ont pas. "
-        "unfreeze_top(n_blocks=1) dégèle la convolution du dernier bloc, mais laisse la normalisation gelée.",
-        "La tête reçoit 256 caractéristiques et a 4 sorties : 256 × 4 poids, plus un biais par sortie.",
+        "unfreeze_top(n_blocks=3) dégèle la convolution de chacun des trois blocs, mais laisse la normalisation "
+        "gelée.",
+        "La tête reçoit 128 caractéristiques (les filtres du bloc 3) et a 4 sorties : 128 × 4 poids, plus un biais "
+        "par sortie.",
     ),
-    success="avant l'affinage, seule la tête apprend (1 028 paramètres) ; ensuite, la convolution conv4 s'y ajoute, "
-    "la normalisation norm4 restant gelée.",
+    success="avant l'affinage, seule la tête apprend (516 paramètres) ; ensuite, les convolutions conv1, conv2 et "
+    "conv3 s'y ajoutent, les normalisations restant gelées.",
 )
 def ex1(trainable_after_freeze, trainable_after_fine_tuning, n_trainable_head):
     frozen, fine, head, layers = _truth()
@@ -73,15 +76,15 @@ def ex1(trainable_after_freeze, trainable_after_fine_tuning, n_trainable_head):
     )
     expect(
         after_fine == fine,
-        f"unfreeze_top(model, n_blocks=1) ne dégèle que le dernier bloc : {after_fine} au lieu de la seule "
-        "convolution de ce bloc.",
+        f"unfreeze_top(model, n_blocks=3) dégèle la convolution de chacun des trois blocs : {after_fine} au lieu "
+        f"de {fine}.",
     )
     expect(
         isinstance(n_trainable_head, Real) and not isinstance(n_trainable_head, bool), "n_trainable_head : un nombre."
     )
     if n_trainable_head == head - 4:
-        raise Wrong("256 × 4 = 1 024 poids… et les biais ? La couche Dense a un biais par sortie.")
-    if n_trainable_head > 100_000:
+        raise Wrong(f"{head - 4} poids… et les biais ? La couche Dense a un biais par sortie.")
+    if n_trainable_head > 10 * head:  # counted the frozen base too
         raise Wrong(
             f"{n_trainable_head:,d} paramètres : c'est compter la base, qui est gelée ; seule la tête "
             "s'entraîne.".replace(",", " ")
@@ -110,7 +113,7 @@ REASONS = {
         "poids appris sur 3 500 tuiles EuroSAT, bousculés par un millier d'images ?",
         "Il faut un pas nettement plus petit que celui de la tête (10 à 100 fois), mais pas si petit qu'en six "
         "époques rien ne bouge.",
-        "Par exemple 1e-4, soit trente fois moins que la tête ; la raison est la b.",
+        "Par exemple 3e-4, soit dix fois moins que la tête ; la raison est la b.",
     ),
     success="un pas dix à cent fois plus faible que celui de la tête ajuste la base sans effacer ce qu'elle sait.",
 )
