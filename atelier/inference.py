@@ -3,8 +3,9 @@
 * :class:`ServingModel` enveloppe un modèle chargé par :func:`atelier.model_io.load_model` : son appel
   est compilé une fois (``tf.function`` à signature fixe ``[None, taille, taille, 3]`` ``float32``) puis
   « chauffé » ; ensuite chaque prédiction est un seul appel de graphe, sans ``model.predict`` (≈ 80 ms
-  de frais fixes par appel) et sans retraçage. L'appel compilé peut être utilisé par plusieurs threads
-  à la fois.
+  de frais fixes par appel) et sans retraçage : la fonction concrète de cette signature est appelée
+  directement, sans repasser par la ``tf.function``. L'appel compilé peut être utilisé par plusieurs
+  threads à la fois.
 * :class:`Predictor` garde le modèle en service. :meth:`Predictor.replace` charge, vérifie (mêmes
   classes, même taille d'image) et chauffe un nouveau modèle puis le met en service, sous le verrou du
   prédicteur : deux remplacements se suivent, chacun vérifié contre le modèle qu'il remplace
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -87,6 +89,7 @@ class ServingModel:
     info: ModelInfo
     loaded_at: float = field(default_factory=time.time)
     _call: Any = field(default=None, repr=False)
+    _to_tensor: Any = field(default=None, repr=False)
 
     @property
     def version(self) -> str:
@@ -160,7 +163,10 @@ class ServingModel:
         def call(images):
             return model(images, training=False)
 
-        self._call = call
+        # Its concrete function, called directly: calling the tf.function would first bind the arguments
+        # and look up the trace on every call (measured: ≈ 0.5 ms of a 4 ms batch of one on 2 busy cores).
+        self._call = call.get_concrete_function()
+        self._to_tensor = functools.partial(tf.constant, dtype=tf.float32)
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
         """Trace le graphe, prépare les noyaux pour chaque taille de lot et vérifie les probabilités.
@@ -177,7 +183,7 @@ class ServingModel:
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """Probabilités pour un lot ``float32`` ``(n, taille, taille, 3)`` (valeurs 0–255)."""
-        return self._call(images).numpy()
+        return self._call(self._to_tensor(images)).numpy()
 
 
 @dataclass(frozen=True)

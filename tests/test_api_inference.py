@@ -31,6 +31,20 @@ def test_compiled_call_matches_the_keras_model(serving):
     assert serving.run(images[:1]).shape == (1, 4)
 
 
+def test_a_prediction_calls_the_concrete_function_not_the_tf_function(serving, monkeypatch):
+    """The tf.function's own call (argument binding, trace lookup) is skipped on every prediction."""
+    from tensorflow.python.eager.polymorphic_function.polymorphic_function import Function
+
+    def traced_call(*args, **kwargs):
+        raise AssertionError("ServingModel.run went through tf.function.__call__")
+
+    monkeypatch.setattr(Function, "__call__", traced_call)
+    images = np.stack(_images(5)).astype(np.float32)
+    expected = serving.info.model(images, training=False).numpy()
+    for n in (1, 2, 5):  # one concrete function for every batch size: no new trace either
+        np.testing.assert_allclose(serving.run(images[:n]), expected[:n], rtol=1e-5, atol=1e-6)
+
+
 def test_micro_batching_groups_concurrent_requests_and_keeps_answers(serving):
     sizes: list[int] = []
     original = serving.run
