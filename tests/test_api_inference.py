@@ -80,6 +80,32 @@ def test_micro_batching_groups_concurrent_requests_and_keeps_answers(serving):
         assert result.model_version == serving.version
 
 
+def test_a_lone_image_is_run_at_once_by_the_thread_that_submits_it(serving):
+    """No batch in the network, nothing queued, no batch window: no hand-off to the batcher's thread."""
+    threads: list[str] = []
+
+    class Spy:
+        info, version, classes, image_size = serving.info, serving.version, serving.classes, serving.image_size
+
+        @staticmethod
+        def run(images):
+            threads.append(threading.current_thread().name)
+            return serving.run(images)
+
+    image = _images(1)[0]
+    expected = serving.run(image[np.newaxis].astype(np.float32))[0]
+    for wait_ms, runner in ((0, threading.current_thread().name), (2, "atelier-batcher")):
+        predictor = Predictor(Spy(), batching=True, max_batch_size=8, batch_wait_ms=wait_ms)  # type: ignore[arg-type]
+        try:
+            for _ in range(3):
+                np.testing.assert_allclose(predictor.predict_array(image).probabilities, expected, rtol=1e-5)
+        finally:
+            predictor.close()
+        # With a batch window, a lone image still waits for company in the batcher's thread.
+        assert threads == [runner] * 3, (wait_ms, threads)
+        threads.clear()
+
+
 def test_replace_refuses_bad_or_incompatible_models_and_keeps_serving(serving, tmp_path):
     from atelier.model import build_cnn
     from atelier.model_io import save_model
@@ -144,7 +170,8 @@ class _PausingQueue:
 
 def test_a_request_submitted_while_stopping_fails_fast(serving):
     """stop() between submit's check and its enqueue must not leave the request waiting 120 s."""
-    predictor = Predictor(serving, batching=True, max_batch_size=4)
+    # A batch window: the image is queued for the batcher's thread (an idle batcher would run it at once).
+    predictor = Predictor(serving, batching=True, max_batch_size=4, batch_wait_ms=1)
     batcher = predictor._get_batcher()
     stopper = threading.Thread(target=batcher.stop)
 
@@ -187,7 +214,7 @@ def test_batcher_queue_is_bounded(serving):
             assert running.wait(10)  # the first image is in the network, two more may wait
             waiting = [pool.submit(predictor.predict_array, image) for _ in range(2)]
             deadline = time.monotonic() + 5
-            while predictor._get_batcher()._queue.qsize() < 2 and time.monotonic() < deadline:
+            while predictor._get_batcher().waiting < 2 and time.monotonic() < deadline:
                 time.sleep(0.01)
             start = time.monotonic()
             with pytest.raises(PredictorUnavailableError, match="surchargé"):
