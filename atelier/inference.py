@@ -3,8 +3,9 @@
 * :class:`ServingModel` enveloppe un modèle chargé par :func:`atelier.model_io.load_model` : son appel
   est compilé une fois (``tf.function`` à signature fixe ``[None, taille, taille, 3]`` ``float32``) puis
   « chauffé » ; ensuite chaque prédiction est un seul appel de graphe, sans ``model.predict`` (≈ 80 ms
-  de frais fixes par appel) et sans retraçage. L'appel compilé peut être utilisé par plusieurs threads
-  à la fois.
+  de frais fixes par appel) et sans retraçage : la fonction concrète de cette signature est appelée
+  directement, sans repasser par la ``tf.function``. L'appel compilé peut être utilisé par plusieurs
+  threads à la fois.
 * :class:`Predictor` garde le modèle en service. :meth:`Predictor.replace` charge, vérifie (mêmes
   classes, même taille d'image) et chauffe un nouveau modèle puis le met en service, sous le verrou du
   prédicteur : deux remplacements se suivent, chacun vérifié contre le modèle qu'il remplace
@@ -15,7 +16,9 @@
   défaut : un thread unique réunit jusqu'à ``max_batch_size`` images arrivées en même temps (en
   attendant au plus ``batch_wait_ms`` ; 0 par défaut : les images arrivées pendant le calcul du lot
   précédent forment le lot suivant, une requête seule n'attend pas) et les passe au réseau en un seul
-  appel. Sur 2 cœurs, un appel coûte ≈ 1,8 ms de CPU pour une image mais ≈ 0,8 ms par image dès 4
+  appel. Une image qui trouve le regroupement au repos (rien en attente, aucun lot en calcul, pas de
+  fenêtre d'attente) passe au réseau tout de suite, dans le fil qui la soumet, sans réveiller celui du
+  regroupement. Sur 2 cœurs, un appel coûte ≈ 1,8 ms de CPU pour une image mais ≈ 0,8 ms par image dès 4
   images : le regroupement économise environ un tiers du CPU par requête dès 8 requêtes simultanées.
   Sa file est bornée (``max_queued``) : au-delà, ou pendant l'arrêt, une image est refusée tout de
   suite (:class:`PredictorUnavailableError`, 503 pour l'API) au lieu d'attendre.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -87,6 +91,7 @@ class ServingModel:
     info: ModelInfo
     loaded_at: float = field(default_factory=time.time)
     _call: Any = field(default=None, repr=False)
+    _to_tensor: Any = field(default=None, repr=False)
 
     @property
     def version(self) -> str:
@@ -160,7 +165,10 @@ class ServingModel:
         def call(images):
             return model(images, training=False)
 
-        self._call = call
+        # Its concrete function, called directly: calling the tf.function would first bind the arguments
+        # and look up the trace on every call (measured: ≈ 0.5 ms of a 4 ms batch of one on 2 busy cores).
+        self._call = call.get_concrete_function()
+        self._to_tensor = functools.partial(tf.constant, dtype=tf.float32)
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
         """Trace le graphe, prépare les noyaux pour chaque taille de lot et vérifie les probabilités.
@@ -177,7 +185,7 @@ class ServingModel:
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """Probabilités pour un lot ``float32`` ``(n, taille, taille, 3)`` (valeurs 0–255)."""
-        return self._call(images).numpy()
+        return self._call(self._to_tensor(images)).numpy()
 
 
 @dataclass(frozen=True)
@@ -231,6 +239,10 @@ class _Batcher:
         # the stop marker (it would wait RESULT_TIMEOUT_S for a thread that is gone).
         self._lock = threading.Lock()
         self._stopped = False
+        self._waiting = 0  # images submitted, not yet in the network (under self._lock)
+        # Held while a batch is passed to the network: one call at a time, by the batcher's thread or by a
+        # thread that submitted an image while the batcher was idle (see submit_to).
+        self._running = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="atelier-batcher", daemon=True)
         self._thread.start()
 
@@ -241,16 +253,35 @@ class _Batcher:
         return fut
 
     def submit_to(self, image: np.ndarray, target: Future | LoopTarget) -> None:
-        """Queues *image*; its result goes to *target* (a future, or an asyncio future on its loop)."""
+        """Queues *image*; its result goes to *target* (a future, or an asyncio future on its loop).
+
+        An image that finds the batcher idle (nothing queued, no batch in the network) and no batch
+        window to wait for is passed to the network at once, in the calling thread: it would be a batch
+        of one anyway, and waking the batcher's thread for it costs a thread switch (a lone request's
+        latency). Images submitted meanwhile queue up and form the batcher's next batch, as usual.
+        """
         with self._lock:
             if self._stopped:
                 raise PredictorUnavailableError("Le service redémarre ou s'arrête : réessayez dans un instant.")
-            if self._queue.qsize() >= self._max_queued:
+            if self._waiting >= self._max_queued:
                 raise PredictorUnavailableError(
                     f"Le service est surchargé ({self._max_queued} images attendent déjà le modèle) : "
                     "réessayez dans un instant."
                 )
-            self._queue.put((image, target))
+            run_now = self._max_wait_s <= 0 and self._waiting == 0 and self._running.acquire(blocking=False)
+            if not run_now:
+                self._waiting += 1
+                self._queue.put((image, target))
+        if run_now:
+            try:
+                self._run([(image, target)])
+            finally:
+                self._running.release()
+
+    @property
+    def waiting(self) -> int:
+        """Images submitted and not yet passed to the network (bounded by ``max_queued``)."""
+        return self._waiting
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._lock:
@@ -279,27 +310,33 @@ class _Batcher:
             item = self._queue.get()
             if item is None:
                 return
-            batch = [item]
-            deadline = time.perf_counter() + self._max_wait_s
-            stop = False
-            while len(batch) < self._max_batch_size:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    remaining = deadline - time.perf_counter()
-                    if remaining <= 0:
-                        break
-                    try:
-                        nxt = self._queue.get(timeout=remaining)
-                    except queue.Empty:
-                        break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
-            self._run(batch)
+            with self._running:  # after a batch run by a submitting thread: what queued meanwhile joins
+                batch, stop = self._gather(item)
+                with self._lock:
+                    self._waiting -= len(batch)
+                self._run(batch)
             if stop:
                 return
+
+    def _gather(self, first) -> tuple[list, bool]:
+        """*first* and the images queued behind it (waiting up to the batch window): ``(batch, stop)``."""
+        batch = [first]
+        deadline = time.perf_counter() + self._max_wait_s
+        while len(batch) < self._max_batch_size:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                try:
+                    nxt = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if nxt is None:
+                return batch, True
+            batch.append(nxt)
+        return batch, False
 
     def _run(self, batch) -> None:
         serving = self._predictor.current  # one model for the whole batch

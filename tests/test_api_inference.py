@@ -31,6 +31,20 @@ def test_compiled_call_matches_the_keras_model(serving):
     assert serving.run(images[:1]).shape == (1, 4)
 
 
+def test_a_prediction_calls_the_concrete_function_not_the_tf_function(serving, monkeypatch):
+    """The tf.function's own call (argument binding, trace lookup) is skipped on every prediction."""
+    from tensorflow.python.eager.polymorphic_function.polymorphic_function import Function
+
+    def traced_call(*args, **kwargs):
+        raise AssertionError("ServingModel.run went through tf.function.__call__")
+
+    monkeypatch.setattr(Function, "__call__", traced_call)
+    images = np.stack(_images(5)).astype(np.float32)
+    expected = serving.info.model(images, training=False).numpy()
+    for n in (1, 2, 5):  # one concrete function for every batch size: no new trace either
+        np.testing.assert_allclose(serving.run(images[:n]), expected[:n], rtol=1e-5, atol=1e-6)
+
+
 def test_micro_batching_groups_concurrent_requests_and_keeps_answers(serving):
     sizes: list[int] = []
     original = serving.run
@@ -64,6 +78,32 @@ def test_micro_batching_groups_concurrent_requests_and_keeps_answers(serving):
     for result, row in zip(results, alone, strict=True):
         np.testing.assert_allclose(result.probabilities, row, rtol=1e-4, atol=1e-6)
         assert result.model_version == serving.version
+
+
+def test_a_lone_image_is_run_at_once_by_the_thread_that_submits_it(serving):
+    """No batch in the network, nothing queued, no batch window: no hand-off to the batcher's thread."""
+    threads: list[str] = []
+
+    class Spy:
+        info, version, classes, image_size = serving.info, serving.version, serving.classes, serving.image_size
+
+        @staticmethod
+        def run(images):
+            threads.append(threading.current_thread().name)
+            return serving.run(images)
+
+    image = _images(1)[0]
+    expected = serving.run(image[np.newaxis].astype(np.float32))[0]
+    for wait_ms, runner in ((0, threading.current_thread().name), (2, "atelier-batcher")):
+        predictor = Predictor(Spy(), batching=True, max_batch_size=8, batch_wait_ms=wait_ms)  # type: ignore[arg-type]
+        try:
+            for _ in range(3):
+                np.testing.assert_allclose(predictor.predict_array(image).probabilities, expected, rtol=1e-5)
+        finally:
+            predictor.close()
+        # With a batch window, a lone image still waits for company in the batcher's thread.
+        assert threads == [runner] * 3, (wait_ms, threads)
+        threads.clear()
 
 
 def test_replace_refuses_bad_or_incompatible_models_and_keeps_serving(serving, tmp_path):
@@ -130,7 +170,8 @@ class _PausingQueue:
 
 def test_a_request_submitted_while_stopping_fails_fast(serving):
     """stop() between submit's check and its enqueue must not leave the request waiting 120 s."""
-    predictor = Predictor(serving, batching=True, max_batch_size=4)
+    # A batch window: the image is queued for the batcher's thread (an idle batcher would run it at once).
+    predictor = Predictor(serving, batching=True, max_batch_size=4, batch_wait_ms=1)
     batcher = predictor._get_batcher()
     stopper = threading.Thread(target=batcher.stop)
 
@@ -173,7 +214,7 @@ def test_batcher_queue_is_bounded(serving):
             assert running.wait(10)  # the first image is in the network, two more may wait
             waiting = [pool.submit(predictor.predict_array, image) for _ in range(2)]
             deadline = time.monotonic() + 5
-            while predictor._get_batcher()._queue.qsize() < 2 and time.monotonic() < deadline:
+            while predictor._get_batcher().waiting < 2 and time.monotonic() < deadline:
                 time.sleep(0.01)
             start = time.monotonic()
             with pytest.raises(PredictorUnavailableError, match="surchargé"):
