@@ -38,7 +38,10 @@ FILTERS: tuple[int, ...] = (32, 64, 128, 256)
 BLOCKS = 3
 
 #: Blocs dégelés pendant l'affinage du chapitre 3 : tous ceux de la base, avec un pas faible.
-FINE_BLOCKS = 3
+FINE_BLOCKS = BLOCKS
+
+#: Pas de l'affinage : dix fois plus faible que celui de la tête (3e-3).
+FINE_LEARNING_RATE = 3e-4
 
 #: Nom de la couche « base » dans les modèles construits ici.
 BASE_NAME = "base_eurosat"
@@ -252,7 +255,7 @@ def base_of(model) -> Any:
 def unfreeze_top(
     model,
     n_blocks: int = FINE_BLOCKS,
-    learning_rate: float = 3e-4,
+    learning_rate: float = FINE_LEARNING_RATE,
     *,
     total_steps: int | None = None,
     warmup_steps: int = 0,

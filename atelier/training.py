@@ -322,7 +322,7 @@ def fit_transfer(
             eurosat.unfreeze_top(
                 model,
                 eurosat.FINE_BLOCKS,
-                fine_learning_rate or 3e-4,
+                fine_learning_rate or eurosat.FINE_LEARNING_RATE,
                 total_steps=fine_steps,
                 warmup_steps=min(30, fine_steps // 10),
             )
