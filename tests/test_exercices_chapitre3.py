@@ -50,7 +50,7 @@ CATALOGUE = [
     (ex.ex1, RIGHT_1, {"trainable_after_fine_tuning": ["conv3"]}, "chacun des trois blocs"),
     (ex.ex1, RIGHT_1, {"trainable_after_fine_tuning": ["conv4"]}, "couche(s) inconnue(s) dans la base : conv4"),
     (ex.ex1, RIGHT_1, {"n_trainable_head": 512}, "512 poids… et les biais"),
-    (ex.ex1, RIGHT_1, {"n_trainable_head": 94_436}, "c'est compter la base"),
+    (ex.ex1, RIGHT_1, {"n_trainable_head": 94_436}, "94 436 paramètres : c'est compter la base, qui"),
     (ex.ex1, RIGHT_1, {"trainable_after_fine_tuning": "conv3"}, "doit être une liste"),
     (ex.ex1, RIGHT_1, {"trainable_after_fine_tuning": ["dense"]}, "couche(s) inconnue(s) dans la base : dense"),
     # exercise 2: the fine-tuning learning rate and why

@@ -86,8 +86,8 @@ def ex1(trainable_after_freeze, trainable_after_fine_tuning, n_trainable_head):
         raise Wrong(f"{head - 4} poids… et les biais ? La couche Dense a un biais par sortie.")
     if n_trainable_head > 10 * head:  # counted the frozen base too
         raise Wrong(
-            f"{n_trainable_head:,d} paramètres : c'est compter la base, qui est gelée ; seule la tête "
-            "s'entraîne.".replace(",", " ")
+            f"{n_trainable_head:,d}".replace(",", " ") + " paramètres : c'est compter la base, qui est gelée ; "
+            "seule la tête s'entraîne."
         )
     expect(
         n_trainable_head == head, f"{n_trainable_head} paramètres entraînables ? Comptez les poids et biais de la tête."
