@@ -50,18 +50,32 @@ def _output_rank(layer) -> int | None:
         return None
 
 
-def find_last_conv_layer(model):
-    """Renvoie la dernière couche de convolution du modèle (au premier niveau), sans connaître son nom.
+def _chain(model) -> list:
+    """Les couches de ``model`` dans l'ordre du calcul, les sous-modèles **séquentiels** dépliés couche par
+    couche (la base EuroSAT du chapitre 3, l'augmentation de données) ; un autre sous-modèle (MobileNetV2, avec
+    ses branches) reste un seul bloc."""
+    import keras
 
-    On parcourt les couches de la fin vers le début : la première couche ``Conv2D`` (ou séparable /
-    en profondeur) rencontrée est la bonne. Si le modèle n'en a pas au premier niveau mais contient un
+    chain = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        chain.extend(_chain(layer) if isinstance(layer, keras.Sequential) else [layer])
+    return chain
+
+
+def find_last_conv_layer(model):
+    """Renvoie la dernière couche de convolution du modèle, sans connaître son nom.
+
+    On parcourt les couches de la fin vers le début, sous-modèles séquentiels dépliés (la base EuroSAT du
+    chapitre 3 est un ``Sequential`` dans le modèle par transfert) : la première couche ``Conv2D`` (ou
+    séparable / en profondeur) rencontrée est la bonne. Si le modèle n'en a pas mais contient un autre
     sous-modèle qui produit des cartes 2-D (par exemple la base MobileNetV2 du chapitre 3), c'est ce
-    sous-modèle qui est renvoyé : sa sortie est celle de sa dernière convolution. Les sous-modèles placés
-    *avant* la dernière convolution (l'augmentation de données) sont ignorés.
+    sous-modèle qui est renvoyé : sa sortie est celle de sa dernière convolution.
     """
     import keras
 
-    for layer in reversed(model.layers):
+    for layer in reversed(_chain(model)):
         if _is_conv(layer):
             return layer
         if isinstance(layer, keras.Model) and _output_rank(layer) == 4:
@@ -80,7 +94,7 @@ def _end_of_block(model, conv):
     from keras import layers
 
     elementwise = (layers.BatchNormalization, layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU)
-    chain = list(model.layers)
+    chain = _chain(model)
     if conv not in chain:
         return conv
     end = conv
@@ -206,14 +220,14 @@ def _forward_watching(model, batch, target, tape):
     """Passe avant couche par couche : (cartes de ``target``, scores par classe, probabilités).
 
     Les cartes de ``target`` sont surveillées par ``tape``. Valable pour un modèle séquentiel ou une chaîne
-    fonctionnelle linéaire (les modèles de l'atelier) ; :func:`grad_cam` vérifie le résultat.
+    fonctionnelle linéaire, sous-modèles séquentiels compris (les modèles de l'atelier, celui du transfert
+    aussi) ; :func:`grad_cam` vérifie le résultat.
     """
-    import keras
     import tensorflow as tf
 
     x = tf.convert_to_tensor(batch)
     features = scores = None
-    layers_ = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    layers_ = _chain(model)
     for index, layer in enumerate(layers_):
         previous = x
         x = layer(x, training=False)

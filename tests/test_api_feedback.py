@@ -93,7 +93,7 @@ def test_explain_png_and_bad_inputs(stored):
     _french(client.post("/explain", files={"file": ("a.txt", b"pas une image du tout")}), 415)
     _french(client.post("/explain"), 422, "file")
     bad_format = client.post("/explain", params={"format": "gif"}, files={"file": ("a.jpg", encode(textured_rgb()))})
-    _french(bad_format, 422, "json ou png")
+    _french(bad_format, 422, "json, png ou carte")
 
 
 def test_explanation_of_a_stored_prediction(stored):
@@ -107,6 +107,9 @@ def test_explanation_of_a_stored_prediction(stored):
     assert body.label == predicted["label"]
     png = client.get(f"/predictions/{pid}/explanation", params={"format": "png"})
     assert png.headers["content-type"] == "image/png" and png.content == base64.b64decode(body.heatmap.overlay_png)
+    raw = client.get(f"/predictions/{pid}/explanation", params={"format": "carte"})
+    assert raw.headers["content-type"] == "image/png" and raw.content == base64.b64decode(body.heatmap.map_png)
+    assert raw.headers["X-Model-Version"] == body.model_version
     _french(client.get("/predictions/999999/explanation"), 404, "999999")
     _french(client.get("/predictions/abc/explanation"), 422, "prediction_id")
     # The image erased from the folder (retention): a clear 409, not a 500.
@@ -274,13 +277,36 @@ def test_an_explanation_in_progress_does_not_block_predict(saved_model, monkeypa
         app.state.atelier.explanations.close()
 
 
-def test_a_model_grad_cam_cannot_walk_gets_a_french_501(tmp_path):
-    """A nested transfer model (chapter 3) has no convolution of its own: /explain says so, /predict works."""
+def test_the_chapter_3_transfer_model_is_explained(tmp_path):
+    """The transfer model (chapter 3) nests its EuroSAT base: /explain walks into it (its last block, relu3)."""
     from atelier.backbone import build_transfer_model
     from atelier.model_io import save_model
 
     path = tmp_path / "transfert.keras"
     save_model(build_transfer_model(CLASSES, augment=False), path, classes=CLASSES, data_source="test", metrics={})
+    with TestClient(create_app(path, db_path=":memory:")) as client:
+        predicted = _predict(client)
+        response = client.post("/explain", files={"file": ("tuile.png", encode(textured_rgb(seed=0), "PNG"))})
+        assert response.status_code == 200, response.text
+        body = ExplanationOut.model_validate(response.json())
+        assert body.label == predicted["label"]
+        assert body.heatmap.size == [64, 64] and _png(base64.b64decode(body.heatmap.overlay_png)).mode == "RGB"
+        assert np.asarray(body.heatmap.map).max() == pytest.approx(1.0)
+
+
+def test_a_model_grad_cam_cannot_walk_gets_a_french_501(tmp_path):
+    """A model with a branch (a skip connection) is not a chain of layers: /explain says so, /predict works."""
+    import keras
+    from keras import layers
+
+    from atelier.model_io import save_model
+
+    inputs = keras.Input((64, 64, 3))
+    x = layers.Rescaling(1 / 255)(inputs)
+    merged = layers.Add()([x, layers.Conv2D(3, 3, padding="same")(x)])
+    outputs = layers.Dense(len(CLASSES), activation="softmax")(layers.GlobalAveragePooling2D()(merged))
+    path = tmp_path / "branches.keras"
+    save_model(keras.Model(inputs, outputs), path, classes=CLASSES, data_source="test", metrics={})
     with TestClient(create_app(path, db_path=":memory:")) as client:
         assert _predict(client)["label"] in CLASSES
         files = {"file": ("a.png", encode(textured_rgb(), "PNG"))}

@@ -60,13 +60,32 @@ def test_occlusion_and_figure_on_the_workshop_cnn(workshop_cnn):
     assert figure.get_suptitle() == "Grad-CAM : où le modèle a regardé"
 
 
-def test_nested_feature_model_is_used_when_there_is_no_top_level_conv():
+def test_nested_sequential_base_is_walked_into():
+    """The chapter-3 transfer model nests its EuroSAT base (a Sequential): Grad-CAM uses the end of its last
+    block (relu3, after conv3 and norm3), as for the workshop CNN, and gives the same maps as a flat copy."""
+    _keras()
+    from atelier.backbone import build_transfer_model
+
+    model = build_transfer_model(CLASSES, augment=True)
+    conv = explain.find_last_conv_layer(model)
+    assert conv.name == "conv3"
+    assert explain._end_of_block(model, conv).name == "relu3"
+    images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3))
+    cams = explain.grad_cam(model, images)
+    assert cams.shape == (2, 64, 64) and np.isfinite(cams).all() and cams.max() == pytest.approx(1.0)
+    relu3 = model.get_layer("base_eurosat").get_layer("relu3")
+    np.testing.assert_allclose(cams, explain.grad_cam(model, images, layer=relu3), atol=1e-6)
+    norm3 = model.get_layer("base_eurosat").get_layer("norm3")
+    assert not np.allclose(cams, explain.grad_cam(model, images, layer=norm3), atol=1e-3)
+
+
+def test_nested_functional_feature_model_is_used_when_there_is_no_conv_to_walk_to():
+    """A nested non-sequential base (MobileNetV2 has branches) stays one block: its 2-D output is explained."""
     keras = _keras()
     from keras import layers
 
-    base = keras.Sequential(
-        [keras.Input((16, 16, 3)), layers.Conv2D(4, 3, padding="same", activation="relu")], name="base"
-    )
+    inner = keras.Input((16, 16, 3))
+    base = keras.Model(inner, layers.Conv2D(4, 3, padding="same", activation="relu")(inner), name="base")
     inputs = keras.Input((16, 16, 3))
     x = layers.GlobalAveragePooling2D()(base(inputs))
     model = keras.Model(inputs, layers.Dense(2, activation="softmax")(x))

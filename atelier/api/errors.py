@@ -76,7 +76,7 @@ _FIELD_EXPECTATIONS = {
     "offset": "un entier entre 0 et 1 000 000 000",
     "reload": "true ou false",
     "feedback": "wrong, right ou none",
-    "format": "json ou png",
+    "format": "json, png ou carte",
 }
 
 

@@ -21,15 +21,17 @@ from ..stored_image import RESTART_WITH_STORE_IMAGES, missing_image, stored_imag
 router = APIRouter(tags=["explication"])
 
 Format = Annotated[
-    Literal["json", "png"],
+    Literal["json", "png", "carte"],
     Query(
         description="`json` (défaut) : la prédiction et les cartes en base64 ; `png` : seulement l'image de la "
-        "carte superposée (version du modèle dans l'en-tête X-Model-Version)."
+        "carte superposée ; `carte` : seulement la carte brute (PNG en niveaux de gris à la taille d'entrée du "
+        "réseau). Pour les deux images, la version du modèle est dans l'en-tête X-Model-Version."
     ),
 ]
 _PNG_200: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "L'explication : JSON (forme ci-dessous) ou, avec `?format=png`, la carte superposée.",
+        "description": "L'explication : JSON (forme ci-dessous) ou, avec `?format=png`, la carte superposée "
+        "(`?format=carte` : la carte brute).",
         "content": {"image/png": {}},
     }
 }
@@ -39,8 +41,9 @@ _BUSY = "Trop d'explications en cours : réessayez dans un instant (en-tête Ret
 
 def _answer(explanation: Explanation, fmt: str, **extra: Any) -> Response:
     headers = {MODEL_VERSION_HEADER: explanation.model_version}
-    if fmt == "png":
-        return Response(explanation.overlay_png, media_type="image/png", headers=headers)
+    if fmt in ("png", "carte"):
+        image = explanation.overlay_png if fmt == "png" else explanation.map_png
+        return Response(image, media_type="image/png", headers=headers)
     return JSONResponse({**explanation.as_json(), **extra}, headers=headers)
 
 
@@ -49,7 +52,7 @@ async def _explain(state: ApiState, data: bytes, fmt: str, **extra: Any) -> Resp
         explanation = await state.explanations.run(state.explain_bytes, data)
     except ImageError as exc:
         return error_response(image_error_status(exc), str(exc))
-    except ExplainError as exc:  # a model Grad-CAM cannot walk through (e.g. a nested transfer model)
+    except ExplainError as exc:  # a model Grad-CAM cannot walk through (one with branches, not a chain of layers)
         return error_response(501, f"{_NOT_EXPLAINABLE} {exc}")
     return _answer(explanation, fmt, **extra)
 
