@@ -93,3 +93,42 @@ def test_learning_rate_can_warm_up_before_its_cosine_decay():
 
     assert rates(total_steps=100, warmup_steps=10) == pytest.approx([1e-3, 5.5e-3, 1e-2, 2e-4], rel=1e-3)
     assert rates(total_steps=100) == pytest.approx([1e-2, 9.94e-3, 9.76e-3, 2e-4], rel=1e-2)  # no warm-up
+
+
+def test_head_views_give_a_few_thousand_rows_between_2_and_16_versions():
+    assert training.head_views(80) == 16  # 20 images per class: 1,280 rows
+    assert training.head_views(400) == 11
+    assert training.head_views(1120) == 4  # the default dataset's training split
+    assert training.head_views(50_000) == 2
+
+
+def test_fit_head_trains_only_the_head_on_features_computed_once(small_dataset, monkeypatch):
+    """The frozen base is run once per image version (not once per step), its weights do not move, the head's do,
+    and the history has one row per pass over the feature table, with validation."""
+    import numpy as np
+
+    from atelier import backbone
+    from atelier.data import load_dataset, split_dataset
+
+    splits = split_dataset(load_dataset(small_dataset), seed=0)
+    model = backbone.build_transfer_model(splits.train.classes, seed=0)
+    base, head = backbone.base_of(model), model.get_layer("probabilites")
+    base_before, head_before = [w.copy() for w in base.get_weights()], [w.copy() for w in head.get_weights()]
+    calls = []
+    real_features = training._features
+    monkeypatch.setattr(training, "_features", lambda *a, **k: calls.append(a[2]) or real_features(*a, **k))
+    history, seconds = training.fit_head(model, splits, epochs=3, views=5, seed=0)
+    assert calls == [5, 1]  # training images in 5 versions, validation images once
+    assert all(np.array_equal(a, b) for a, b in zip(base.get_weights(), base_before, strict=True))
+    assert not np.allclose(head.get_weights()[0], head_before[0])
+    assert len(history.history["val_accuracy"]) == 3 and seconds > 0
+    assert set(history.history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
+def test_fit_head_needs_a_dropout_then_a_head():
+    import keras
+
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax", name="probabilites")(inputs))
+    with pytest.raises(ValueError, match="base → dropout → tête"):
+        training._feature_extractor(model)

@@ -10,7 +10,8 @@ classe), puis l'écart transfert − CNN exécution par exécution (mêmes image
 modèles **jetables** sont entraînés (rien n'est enregistré dans le projet) :
 
 - le CNN du chapitre 2, depuis zéro, avec la recette de ``python -m atelier train`` (``training_plan``) ;
-- le transfert du chapitre 3 : base EuroSAT (trois blocs) gelée + nouvelle tête, puis affinage des trois blocs.
+- le transfert du chapitre 3 : base EuroSAT (trois blocs) gelée + nouvelle tête apprise sur ses caractéristiques,
+  puis affinage des trois blocs.
 
 C'est une mesure, pas un test : la suite de tests ne dépend pas de ces images. La dernière ligne est un JSON.
 """
@@ -36,8 +37,9 @@ from atelier.evaluation import evaluate_dataset  # noqa: E402
 from atelier.model import build_cnn, compile_model  # noqa: E402
 from atelier.training import epochs_for, fit, fit_transfer, set_seed, training_plan  # noqa: E402
 
-#: Pas d'optimisation visés pour la tête et l'affinage du transfert (le CNN suit ``training_plan``).
-HEAD_STEPS, FINE_STEPS = 300, 300
+#: Passages de la tête sur les caractéristiques de la base (:func:`atelier.training.fit_head`) et pas d'optimisation
+#: visés pour l'affinage du transfert (le CNN suit ``training_plan``).
+HEAD_EPOCHS, FINE_STEPS = 10, 300
 
 
 def fixed_split(dataset, per_class: int, seed: int, fold: int = 0) -> Splits:
@@ -76,7 +78,7 @@ def measure(dataset, splits: Splits, seed: int) -> dict:
     cnn, cnn_epochs, cnn_seconds = from_scratch(dataset.classes, splits, seed)
     n = len(splits.train)
     transfer = fit_transfer(
-        dataset.classes, splits, head_epochs=epochs_for(n, HEAD_STEPS), fine_epochs=epochs_for(n, FINE_STEPS), seed=seed
+        dataset.classes, splits, head_epochs=HEAD_EPOCHS, fine_epochs=epochs_for(n, FINE_STEPS), seed=seed
     )
     row: dict = {"n_train": len(splits.train), "n_validation": len(splits.validation), "n_test": len(splits.test)}
     for name, model, seconds in (("cnn", cnn, cnn_seconds), ("transfert", transfer.model, transfer.seconds)):
