@@ -72,7 +72,9 @@ def test_honest_corrections_are_kept_with_parent_and_feedback_ids(world, tmp_pat
     result = retrain(world["parent"], feedback, out, data_dir=world["data"], steps=10, learning_rate=1e-3)
     report = result.report
     assert result.accepted and report["reason"] is None
-    assert report["held_out"]["new_correct"] >= report["held_out"]["old_correct"] - 1
+    assert report["held_out"]["new_correct"] >= report["held_out"]["old_correct"] - 1  # the default guard
+    # Replayed: every training image of the parent's split (14 per class) but the 2 per class that were annotated.
+    assert report["replay"] == 4 * (14 - 2)
     assert report["n_corrections"] == 8 and report["corrected"]["n"] == 8
     metadata = read_metadata(out)
     parent = read_metadata(world["parent"])
@@ -246,6 +248,26 @@ def test_cli_retrains_from_the_history_and_publishes(world, tmp_path, capsys):
     assert published["parent"]["version"] == read_metadata(world["parent"])["version"]
     assert published["retraining"]["feedback_ids"] == ids
     assert "(1 sans image" in stdout and no_image not in published["retraining"]["feedback_ids"]
+
+
+@pytest.mark.slow  # fine-tunes a (tiny) model
+def test_cli_refuses_a_worse_model_writes_and_publishes_nothing(world, tmp_path, capsys):
+    """The guard through the command: mistaken corrections (everything « mer ») make a worse model, which is
+    neither written nor published; French message, exit code 2, JSON last line."""
+    from atelier.model_repository import ModelRepository
+
+    mistaken = [(path, "mer") for path, label in _train_images(world, 3) if label != "mer"]
+    db, images, _ = _history_with_feedback(tmp_path, mistaken)
+    repo, out = tmp_path / "depot", tmp_path / "v2.keras"
+    options = {"--model": world["parent"], "--db": db, "--images": images, "--out": out, "--data": world["data"]}
+    options.update({"--publish": repo, "--steps": 40, "--learning-rate": 0.05, "--min-accuracy": 0})
+    code, stdout, err = _cli(capsys, *[item for pair in options.items() for item in pair])
+    assert code == 2 and "Nouveau modèle refusé, rien n'est écrit ni publié : moins bon sur le jeu tenu" in err
+    report = json.loads(stdout.strip().splitlines()[-1])
+    assert report["accepted"] is False and report["published_version"] is None
+    assert report["held_out"]["new_correct"] < report["held_out"]["old_correct"]
+    assert not out.exists() and not metadata_path(out).exists()
+    assert not repo.exists() or ModelRepository(repo).versions() == []
 
 
 def test_cli_refuses_too_few_corrections_with_a_json_last_line(world, tmp_path, capsys):
