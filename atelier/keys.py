@@ -2,9 +2,10 @@
 
 Deux rôles (comme les clés « inference » et « management » de TorchServe) :
 
-* ``inférence`` : ``POST /predict``, ``POST /explain``, donner son avis sur une prédiction, lire **ses propres**
-  lignes de l'historique (``GET /predictions``) et les informations en lecture (``GET /model``…) ;
-* ``gestion`` : tout, en plus : ``PUT /model``, l'épinglage, l'effacement d'une prédiction, tout l'historique,
+* ``inférence`` : ``POST /predict``, ``POST /explain``, donner son avis sur une prédiction, lire et effacer **ses
+  propres** lignes de l'historique (``GET /predictions``, ``DELETE /predictions/{id}``) et les informations en
+  lecture (``GET /model``…) ;
+* ``gestion`` : tout, en plus : ``PUT /model``, l'épinglage, l'effacement de n'importe quelle prédiction, tout l'historique,
   ``/metrics`` et toute écriture sur les modèles.
 
 Les clés viennent de trois endroits : ``--api-key`` (``ATELIER_API_KEY``), ``--admin-key`` (``ATELIER_ADMIN_KEY``)

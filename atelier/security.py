@@ -67,17 +67,22 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 #: What an inference key may send besides reading (GET/HEAD): classify, explain, give its opinion.
 INFERENCE_WRITES = frozenset({("POST", "/predict"), ("POST", "/explain")})
 _FEEDBACK_PATH = re.compile(r"^/predictions/[^/]+/feedback$")
+#: Erasing one prediction: an inference key may erase its own (right to erasure; the route refuses other keys' rows).
+_PREDICTION_PATH = re.compile(r"^/predictions/[^/]+$")
 #: Reads reserved to the management key (what the service does, not what a learner needs).
 MANAGEMENT_READS = frozenset({("GET", "/metrics")})
 
 
 def required_role(method: str, path: str) -> str:
-    """Le rôle qu'exige ``method path`` : toute écriture est réservée à la gestion, sauf celles de l'inférence."""
+    """Le rôle qu'exige ``method path`` : toute écriture est réservée à la gestion, sauf celles de l'inférence
+    (prédire, expliquer, donner son avis, effacer **sa** prédiction)."""
     if (method, path) in MANAGEMENT_READS:
         return ROLE_MANAGEMENT
     if method in ("GET", "HEAD"):
         return ROLE_INFERENCE
     if (method, path) in INFERENCE_WRITES or (method == "POST" and _FEEDBACK_PATH.match(path)):
+        return ROLE_INFERENCE
+    if method == "DELETE" and _PREDICTION_PATH.match(path):
         return ROLE_INFERENCE
     return ROLE_MANAGEMENT
 

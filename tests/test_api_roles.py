@@ -54,7 +54,6 @@ def test_inference_key_predicts_but_cannot_manage(roles_client):
     for method, url, kwargs in (
         ("put", "/model", {"params": {"reload": "true"}}),
         ("delete", "/model/pin", {}),
-        ("delete", "/predictions/1", {}),
         ("post", "/models", {}),
         ("get", "/metrics", {}),
     ):
@@ -256,5 +255,19 @@ def test_a_learner_corrects_and_explains_only_its_own_predictions(roles_client):
     assert (
         roles_client.post(url + "/feedback", json={"label": "forêt"}, headers={"X-API-Key": ADMIN}).status_code == 200
     )
-    assert _french(roles_client.delete(url, headers={"X-API-Key": one}), 403)
+    assert "autre clé" in _french(roles_client.delete(url, headers={"X-API-Key": two}), 403)
     assert roles_client.delete(url, headers={"X-API-Key": ADMIN}).status_code == 200
+
+
+def test_a_learner_erases_its_own_predictions_only(roles_client):
+    """Right to erasure: an inference key erases its own predictions (row and image), not another key's."""
+    one, two = roles_client.secrets["eleve-01"], roles_client.secrets["eleve-02"]
+    mine = _predict(roles_client, one).json()["prediction_id"]
+    theirs = _predict(roles_client, two).json()["prediction_id"]
+    assert "autre clé" in _french(roles_client.delete(f"/predictions/{theirs}", headers={"X-API-Key": one}), 403)
+    erased = roles_client.delete(f"/predictions/{mine}", headers={"X-API-Key": one})
+    assert erased.status_code == 200 and erased.json()["prediction_id"] == mine
+    assert _french(roles_client.delete(f"/predictions/{mine}", headers={"X-API-Key": one}), 404)
+    ids = [row["id"] for row in roles_client.get("/predictions", headers={"X-API-Key": ADMIN}).json()["items"]]
+    assert mine not in ids and theirs in ids
+    assert _french(roles_client.delete(f"/predictions/{theirs}"), 401)

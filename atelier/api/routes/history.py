@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from ...image_store import find_image
-from ..access import own_label
+from ..access import own_label, refuse_if_not_own
 from ..errors import documented, error_response
 from ..schemas import DeletedOut, HistoryOut, PredictionId
 from ..state import ApiState, AppState
@@ -73,18 +73,28 @@ def _delete(state: ApiState, prediction_id: int) -> dict[str, Any] | None:
     description=(
         "Droit à l'effacement : la prédiction quitte l'historique, avec son retour, et son image gardée "
         "(`--store-images`) est effacée du disque — sauf si une autre prédiction de l'historique a exactement la "
-        "même image : elle est alors effacée avec la dernière.\n\n"
+        "même image : elle est alors effacée avec la dernière. Une clé d'inférence n'efface que ses propres "
+        "prédictions (403 sinon) ; la clé de gestion efface n'importe laquelle.\n\n"
         "Exemple : `curl -X DELETE http://127.0.0.1:8000/predictions/42`"
     ),
     response_model=DeletedOut,
     responses=documented(
-        {404: "Aucune prédiction n'a ce numéro.", 422: "Numéro de prédiction invalide."}, management=True
+        {
+            403: "Une clé d'inférence n'efface que ses propres prédictions.",
+            404: "Aucune prédiction n'a ce numéro.",
+            422: "Numéro de prédiction invalide.",
+        }
     ),
 )
 async def delete_prediction(
+    request: Request,
     state: AppState,
     prediction_id: PredictionId,
 ) -> Any:
+    row = await run_in_threadpool(state.history.get, prediction_id)
+    refused = refuse_if_not_own(request, row)
+    if refused is not None:
+        return refused
     deleted = await run_in_threadpool(_delete, state, prediction_id)
     if deleted is None:
         return error_response(404, f"Aucune prédiction numéro {prediction_id} dans l'historique.")
