@@ -5,8 +5,8 @@ Deux rôles (comme les clés « inference » et « management » de TorchServe) 
 * ``inférence`` : ``POST /predict``, ``POST /explain``, donner son avis sur une prédiction, lire et effacer **ses
   propres** lignes de l'historique (``GET /predictions``, ``DELETE /predictions/{id}``) et les informations en
   lecture (``GET /model``…) ;
-* ``gestion`` : tout, en plus : ``PUT /model``, l'épinglage, l'effacement de n'importe quelle prédiction, tout l'historique,
-  ``/metrics`` et toute écriture sur les modèles.
+* ``gestion`` : tout, en plus : ``PUT /model``, l'épinglage, l'effacement de n'importe quelle prédiction, tout
+  l'historique, ``/metrics`` et toute écriture sur les modèles.
 
 Les clés viennent de trois endroits : ``--api-key`` (``ATELIER_API_KEY``), ``--admin-key`` (``ATELIER_ADMIN_KEY``)
 et un fichier de clés (``--keys-file``, ``ATELIER_KEYS_FILE``) au format JSON ::
