@@ -346,6 +346,25 @@ def epochs_for(n_images: int, steps: int, batch_size: int = 32, minimum: int = 1
 BACKBONES: tuple[str, ...] = ("eurosat", "mobilenet")
 
 
+def _transfer_model(classes, backbone: str, seed: int) -> tuple[Any, dict[str, Any]]:
+    """Le classifieur par transfert (base gelée, nouvelle tête) et la description de sa base pour les métadonnées."""
+    from . import backbone as eurosat
+    from . import transfer
+
+    if backbone == "eurosat":
+        return eurosat.build_transfer_model(classes, seed=seed), eurosat.describe()
+    status = transfer.imagenet_weights_status()
+    if not status.available:
+        raise transfer.WeightsError(status.message)
+    description = {
+        "name": "mobilenetv2-imagenet",
+        "architecture": transfer.BACKBONE_NAME,
+        "weights_file": transfer.WEIGHTS_FILENAME,
+        "weights_sha256": file_sha256(status.path),
+    }
+    return transfer.build_transfer_model(classes, status.weights_path, seed=seed, freeze=True), description
+
+
 def fit_transfer(
     classes,
     splits: Splits,
@@ -382,20 +401,7 @@ def fit_transfer(
         raise ValueError(f"Réseau de base inconnu : {backbone} (possibles : {', '.join(BACKBONES)}).")
     set_seed(seed)
     steps_per_epoch = -(-len(splits.train) // batch_size)
-    if backbone == "eurosat":
-        model = eurosat.build_transfer_model(classes, seed=seed)
-        description = eurosat.describe()
-    else:
-        status = transfer.imagenet_weights_status()
-        if not status.available:
-            raise transfer.WeightsError(status.message)
-        model = transfer.build_transfer_model(classes, status.weights_path, seed=seed, freeze=True)
-        description = {
-            "name": "mobilenetv2-imagenet",
-            "architecture": transfer.BACKBONE_NAME,
-            "weights_file": transfer.WEIGHTS_FILENAME,
-            "weights_sha256": file_sha256(status.path),
-        }
+    model, description = _transfer_model(classes, backbone, seed)
     compile_model(model, head_learning_rate, total_steps=steps_per_epoch * head_epochs)
     history, seconds = fit_head(
         model,

@@ -604,7 +604,7 @@ def test_history_filter_on_feedback(visit, server):
 
 
 def test_explanation_and_feedback_layout_and_screenshots(browser, server, tmp_path):
-    """With the heatmap shown and a correction sent: contrast, no overflow at phone width, screenshots."""
+    """With the heatmap shown and a confirmation sent: contrast, no overflow at phone width, screenshots."""
     tiles = os.environ.get("ATELIER_WEB_IMAGES")
     files = [image_file("foret-amazonie.jpg", CLASS_COLOURS["forêt"], seed=41)]
     if tiles:
