@@ -567,10 +567,11 @@ def measure_compute(model_path: Path, image: bytes, batch_size: int, seconds: fl
     """
     import numpy as np
 
-    from .inference import ServingModel
+    from .inference import ServingModel, serve_runtime
     from .preprocessing import load_image
 
-    serving = ServingModel.load(model_path, warm_batch_sizes=(batch_size,))
+    # The network as the server computes it (serve's runtime: TensorFlow Lite unless $ATELIER_INFERENCE_RUNTIME).
+    serving = ServingModel.load(model_path, warm_batch_sizes=(batch_size,), runtime=serve_runtime())
     size = serving.image_size
 
     def one_batch() -> None:
@@ -674,7 +675,7 @@ def run_bench(
     ``repeat`` : chaque mesure est faite ce nombre de fois (par tours : 1, 8, 32, 1, 8, 32…) et le résumé en
     donne la médiane (``--repeat 3`` : la médiane de trois mesures).
     """
-    from .inference import DEFAULT_MAX_BATCH_SIZE
+    from .inference import DEFAULT_MAX_BATCH_SIZE, serve_runtime
 
     levels = sorted(set(int(c) for c in connections))
     if not levels or levels[0] < 1:
@@ -692,7 +693,10 @@ def run_bench(
         gen = make_generator(generator, workdir, body, content_type)
         log(f"Générateur de charge : {gen.name} ; {duration:g} s par mesure ; concurrences {levels} ; {repeat} fois.")
         compute_rps = measure_compute(model, image, DEFAULT_MAX_BATCH_SIZE, duration, repeat)
-        log(f"  calcul seul (load_image + réseau, lots de {DEFAULT_MAX_BATCH_SIZE}) : {compute_rps:8.1f} images/s")
+        log(
+            f"  calcul seul (load_image + réseau {serve_runtime()}, lots de {DEFAULT_MAX_BATCH_SIZE}) : "
+            f"{compute_rps:8.1f} images/s"
+        )
         series = _Series(gen, duration, warmup, log, repeat)
         headline = min(levels, key=lambda c: (abs(c - HEADLINE_CONNECTIONS), c))
         port = free_port()
@@ -723,6 +727,7 @@ def run_bench(
         model=str(model),
         load=(load_before, load_average()),
         repeat=repeat,
+        runtime=serve_runtime(),
     )
 
 
@@ -750,6 +755,7 @@ def summarize(
     model: str,
     load: tuple[list[float] | None, list[float] | None] = (None, None),
     repeat: int = 1,
+    runtime: str | None = None,
 ) -> dict[str, Any]:
     """Le résumé JSON : la borne, ``/predict`` par concurrence (débit, p50, p99, rapport à la borne), objectifs."""
     predict = [m for m in measures if m.target == "predict"]
@@ -765,6 +771,7 @@ def summarize(
         "compute_rps": round(compute_rps, 1),
         "health_rps": round(health_rps, 1),
         "batch_size": batch_size,
+        "runtime": runtime,
         "predict_rps": predict_rps,
         "p50_ms": _by_level(measures, "predict", "p50_ms"),
         "p99_ms": _by_level(measures, "predict", "p99_ms"),
@@ -828,6 +835,11 @@ def _repeat_text(summary: dict[str, Any]) -> str:
     return f", médiane de {repeat} mesures" if repeat > 1 else ""
 
 
+def _runtime_label(summary: dict[str, Any]) -> str:
+    """« tflite » after « réseau » in the bound's line, when the summary says which runtime computed."""
+    return f" {summary['runtime']}" if summary.get("runtime") else ""
+
+
 def format_table(summary: dict[str, Any]) -> str:
     """Le tableau des mesures, en français, puis les objectifs et la charge de la machine."""
     rows = [("cible", "connexions", "req/s", "p50 (ms)", "p99 (ms)", "/ borne", "CPU ms/req", "requêtes", "erreurs")]
@@ -858,7 +870,8 @@ def format_table(summary: dict[str, Any]) -> str:
             lines.append("  ".join("-" * w for w in widths))
     lines += [
         "",
-        f"Calcul seul (load_image + réseau, lots de {summary['batch_size']}) : {decimal(summary['compute_rps'], 0)} "
+        f"Calcul seul (load_image + réseau{_runtime_label(summary)}, lots de {summary['batch_size']}) : "
+        f"{decimal(summary['compute_rps'], 0)} "
         f"images/s ; route triviale : {decimal(summary['health_rps'], 0)} req/s ; borne "
         f"1 / (1/calcul + 1/triviale) = {decimal(bound, 0)} req/s.",
     ]

@@ -30,7 +30,8 @@ class ModelFollower:
     """La version servie par ce processus, tenue à jour depuis le dépôt *model_dir*.
 
     ``make_predictor(serving)`` construit le prédicteur au premier modèle valide (mêmes réglages de
-    regroupement que l'API) ; ``warm_batch_sizes`` : tailles de lot chauffées à chaque chargement.
+    regroupement que l'API) ; ``warm_batch_sizes`` : tailles de lot chauffées à chaque chargement ; ``runtime`` :
+    ce qui calcule les probabilités (:meth:`atelier.inference.ServingModel.compile`).
     """
 
     def __init__(
@@ -42,14 +43,16 @@ class ModelFollower:
         min_accuracy: float = DEFAULT_MIN_ACCURACY,
         warm_batch_sizes: tuple[int, ...] = (1,),
         sample_dir: str | Path | None = None,
+        runtime: str = "tensorflow",
     ) -> None:
         self._make_predictor = make_predictor
         self._warm = tuple(warm_batch_sizes)
+        self._runtime = runtime
         self.repository = ModelRepository(
             model_dir,
             min_accuracy=min_accuracy,
             sample_dir=sample_dir,
-            loader=lambda path: ServingModel.load(path, warm_batch_sizes=self._warm),
+            loader=lambda path: ServingModel.load(path, warm_batch_sizes=self._warm, runtime=self._runtime),
             on_invalid=self._invalid,
         )
         self.predictor: Predictor | None = None

@@ -165,7 +165,8 @@ def test_bench_smoke_run(saved_model, generator):
     for label in ("route triviale (GET /health)", "vraie API (POST /predict)"):
         assert table.count(label) == len(levels.split(",")), label  # one row per concurrency level
     assert table.count("API naïve (model.predict)") == 1  # the naive API at the headline level only
-    assert "Calcul seul (load_image + réseau, lots de 16)" in table
+    # The bound is computed by the runtime serve uses (TensorFlow Lite by default), and says so.
+    assert "Calcul seul (load_image + réseau tflite, lots de 16)" in table and summary["runtime"] == "tflite"
     assert table.count("explication (POST /explain)") == 1  # one level: explanations run one at a time
     assert summary["explain_ms"] > 0 and summary["explain_vs_predict"] > 0
     assert "Traceback" not in result.stderr

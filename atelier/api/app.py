@@ -73,6 +73,7 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
                 max_batch_size=settings.max_batch_size,
                 batch_wait_ms=settings.batch_wait_ms,
                 max_queued=settings.max_queued,
+                runtime=settings.inference_runtime,
             )
         )
         metrics.set_model_version(state.predictor.current.version)
@@ -153,6 +154,7 @@ def _follow_repository(state: ApiState) -> ModelFollower:
                 max_batch_size=settings.max_batch_size,
                 batch_wait_ms=settings.batch_wait_ms,
                 max_queued=settings.max_queued,
+                runtime=settings.inference_runtime,
             )
         )
         return state.predictor
@@ -163,6 +165,7 @@ def _follow_repository(state: ApiState) -> ModelFollower:
         interval=settings.poll_seconds,
         min_accuracy=settings.min_accuracy,
         warm_batch_sizes=warm_batch_sizes(settings.batching, settings.max_batch_size),
+        runtime=settings.inference_runtime,
     )
     follower.load_initial()
     return follower

@@ -26,7 +26,7 @@ from ..connection_guard import (
     ConnectionLimits,
 )
 from ..history import DEFAULT_MAX_ROWS, DEFAULT_RETENTION_DAYS
-from ..inference import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUED
+from ..inference import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUED, RUNTIMES
 from ..model_repository import DEFAULT_MIN_ACCURACY, DEFAULT_POLL_SECONDS
 from ..preprocessing import ALLOWED_FORMATS, DECODE_BUDGET_PIXELS, MAX_PIXELS
 from .admission import DEFAULT_MAX_INFLIGHT
@@ -93,6 +93,13 @@ def _fraction(value: Any) -> str | None:
 def _non_negative_int(value: Any) -> str | None:
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
     return None if ok else "un entier positif ou nul"
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else " ou ".join(choices)
+
+    return check
 
 
 def _probability_or_none(value: Any) -> str | None:
@@ -297,6 +304,16 @@ class ApiSettings:
             "(ATELIER_BATCHING=0)",
             env="ATELIER_BATCHING",
             parse=_flag,
+        ),
+    )
+    inference_runtime: str = field(
+        default="tensorflow",
+        metadata=_spec(
+            doc="ce qui calcule les probabilités : tensorflow (la fonction compilée) ou tflite (TensorFlow Lite, "
+            "bien moins de frais par appel ; gardé seulement s'il redonne les sorties de TensorFlow) ; "
+            "« python -m atelier serve » prend tflite par défaut",
+            env="ATELIER_INFERENCE_RUNTIME",
+            check=_one_of(RUNTIMES),
         ),
     )
     max_batch_size: int = field(
