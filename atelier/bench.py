@@ -560,8 +560,12 @@ def median_measure(measures: Sequence[Measure]) -> Measure:
     )
 
 
-def measure_compute(model_path: Path, image: bytes, batch_size: int, seconds: float, repeat: int = 1) -> float:
-    """Images par seconde que le processeur décode (vrai ``load_image``) et passe au réseau, par lots, sans HTTP.
+def measure_compute(
+    model_path: Path, image: bytes, batch_size: int, seconds: float, repeat: int = 1
+) -> tuple[float, str]:
+    """Images par seconde que le processeur décode (vrai ``load_image``) et passe au réseau, par lots, sans HTTP,
+    et le moteur qui a calculé (celui de ``serve``, :func:`atelier.inference.serve_runtime`, ou TensorFlow s'il a
+    fallu y revenir).
 
     Avec *repeat* > 1, la médiane de *repeat* fenêtres de *seconds* secondes.
     """
@@ -585,7 +589,7 @@ def measure_compute(model_path: Path, image: bytes, batch_size: int, seconds: fl
         return done / (time.perf_counter() - started)
 
     one_batch()
-    return statistics.median(window() for _ in range(max(1, repeat)))
+    return statistics.median(window() for _ in range(max(1, repeat))), serving.runtime
 
 
 def load_average() -> list[float] | None:
@@ -675,7 +679,7 @@ def run_bench(
     ``repeat`` : chaque mesure est faite ce nombre de fois (par tours : 1, 8, 32, 1, 8, 32…) et le résumé en
     donne la médiane (``--repeat 3`` : la médiane de trois mesures).
     """
-    from .inference import DEFAULT_MAX_BATCH_SIZE, serve_runtime
+    from .inference import DEFAULT_MAX_BATCH_SIZE
 
     levels = sorted(set(int(c) for c in connections))
     if not levels or levels[0] < 1:
@@ -692,9 +696,9 @@ def run_bench(
         body, content_type = multipart_body(image)
         gen = make_generator(generator, workdir, body, content_type)
         log(f"Générateur de charge : {gen.name} ; {duration:g} s par mesure ; concurrences {levels} ; {repeat} fois.")
-        compute_rps = measure_compute(model, image, DEFAULT_MAX_BATCH_SIZE, duration, repeat)
+        compute_rps, runtime = measure_compute(model, image, DEFAULT_MAX_BATCH_SIZE, duration, repeat)
         log(
-            f"  calcul seul (load_image + réseau {serve_runtime()}, lots de {DEFAULT_MAX_BATCH_SIZE}) : "
+            f"  calcul seul (load_image + réseau {runtime}, lots de {DEFAULT_MAX_BATCH_SIZE}) : "
             f"{compute_rps:8.1f} images/s"
         )
         series = _Series(gen, duration, warmup, log, repeat)
@@ -727,7 +731,7 @@ def run_bench(
         model=str(model),
         load=(load_before, load_average()),
         repeat=repeat,
-        runtime=serve_runtime(),
+        runtime=runtime,
     )
 
 

@@ -175,8 +175,9 @@ class ServingModel:
     def compile(self, runtime: str = "tensorflow") -> None:
         """Prépare l'appel du réseau : une fonction TensorFlow compilée à signature fixe et, avec
         ``runtime="tflite"``, l'interpréteur TensorFlow Lite (:mod:`atelier.lite_runtime`), gardé seulement s'il
-        redonne les probabilités de TensorFlow ; sinon (conversion impossible, écart), TensorFlow sert, et le
-        journal dit pourquoi. :attr:`runtime` dit lequel calcule."""
+        redonne les probabilités de TensorFlow (images aléatoires et vraies images de vérification) ; sinon
+        (conversion impossible, écart), TensorFlow sert, et le journal dit pourquoi. :attr:`runtime` dit lequel
+        calcule."""
         if runtime not in RUNTIMES:
             raise ValueError(f"Moteur d'inférence inconnu : {runtime} (possibles : {', '.join(RUNTIMES)}).")
         self._compile_tensorflow()
@@ -187,13 +188,16 @@ class ServingModel:
 
     def _checked_lite(self) -> Any:
         from .lite_runtime import LiteRunner
+        from .preprocessing import load_image
 
         try:
             lite = LiteRunner(self.info.model)
         except LiteError as error:
             log.warning("Modèle %s : %s ; TensorFlow le sert.", self.version, error)
             return None
-        probe = np.random.default_rng(0).uniform(0, 255, (3, self.image_size, self.image_size, 3)).astype(np.float32)
+        noise = np.random.default_rng(0).uniform(0, 255, (3, self.image_size, self.image_size, 3))
+        real = [load_image(path, self.image_size) for path in check_images()]  # the swap check's real images
+        probe = np.concatenate([noise, np.stack(real)]).astype(np.float32)
         try:
             gap = float(np.abs(lite(probe) - self._call(self._to_tensor(probe)).numpy()).max())
         except LiteError as error:

@@ -78,6 +78,13 @@ def check_label(label: str) -> str:
             f"Étiquette de clé invalide : {label!r}. Utilisez 1 à 64 lettres, chiffres, « - », « _ », « . » "
             "ou « @ », sans espace (par exemple eleve-01)."
         )
+    if label in (API_KEY_LABEL, ADMIN_KEY_LABEL):
+        # The history tells keys apart by label: a keys-file key named like --api-key or --admin-key would read,
+        # correct and erase their predictions.
+        raise KeysFileError(
+            f"Étiquette de clé réservée : {label!r} désigne la clé de --api-key ou de --admin-key. "
+            "Choisissez-en une autre (par exemple eleve-01)."
+        )
     return label
 
 

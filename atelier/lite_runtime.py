@@ -7,7 +7,8 @@ sur 2 cœurs, CNN de l'atelier : lot de 1, 1,10 → 0,20 ms ; lot de 8, 3,09 →
 mêmes probabilités à 10⁻¹⁰ près.
 
 :class:`LiteRunner` convertit le modèle une fois (une à deux secondes), garde un interpréteur par taille de lot
-(les tailles de tenseurs y sont fixées à l'allocation) et n'en appelle qu'un à la fois (un interpréteur n'est pas
+jusqu'à :data:`MAX_BATCH` (les tailles de tenseurs y sont fixées à l'allocation ; un lot plus grand passe par
+tranches) et n'en appelle qu'un à la fois (un interpréteur n'est pas
 partagé entre fils d'exécution). :func:`atelier.inference.ServingModel.compile` compare ses sorties à celles de
 TensorFlow avant de s'en servir, et garde TensorFlow si la conversion échoue ou si les sorties diffèrent.
 """
@@ -24,6 +25,9 @@ import numpy as np
 
 #: Threads of an interpreter: the machine's two cores (the batcher passes one batch at a time).
 THREADS = 2
+#: Largest batch with an interpreter of its own (the server's batch size) ; a larger batch is computed in slices of
+#: this size, so that a model keeps at most this many interpreters, whatever the callers send.
+MAX_BATCH = 16
 
 
 class LiteError(RuntimeError):
@@ -70,6 +74,10 @@ class LiteRunner:
         return entry
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
+        if len(images) > MAX_BATCH:
+            return np.concatenate(
+                [self(images[start : start + MAX_BATCH]) for start in range(0, len(images), MAX_BATCH)]
+            )
         batch = np.ascontiguousarray(images, dtype=np.float32)
         with self._lock:
             try:

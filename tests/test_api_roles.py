@@ -271,3 +271,12 @@ def test_a_learner_erases_its_own_predictions_only(roles_client):
     ids = [row["id"] for row in roles_client.get("/predictions", headers={"X-API-Key": ADMIN}).json()["items"]]
     assert mine not in ids and theirs in ids
     assert _french(roles_client.delete(f"/predictions/{theirs}"), 401)
+    # The shared --api-key: « its own » rows are everybody's who holds it, so it erases nothing.
+    shared = _predict(roles_client, LEARNER).json()["prediction_id"]
+    assert "est partagée" in _french(roles_client.delete(f"/predictions/{shared}", headers={"X-API-Key": LEARNER}), 403)
+
+
+@pytest.mark.parametrize("label", ["cle-api", "cle-gestion"])
+def test_the_fixed_keys_labels_are_reserved_in_a_keys_file(tmp_path, label):
+    with pytest.raises(KeysFileError, match="Étiquette de clé réservée"):
+        add_key(tmp_path / "cles.json", label, "inference")

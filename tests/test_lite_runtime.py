@@ -118,3 +118,11 @@ def test_a_lite_failure_while_serving_falls_back_to_tensorflow(saved_model, capl
     with caplog.at_level(logging.WARNING, logger="atelier.inference"):
         np.testing.assert_allclose(serving.run(_images(2)), expected, atol=1e-6)
     assert serving.runtime == "tensorflow" and "TensorFlow le sert désormais" in caplog.text
+
+
+def test_a_model_keeps_at_most_one_interpreter_per_batch_size_up_to_16(both):
+    """A batch larger than the server's (the swap check's real images, an evaluation) goes through in slices."""
+    reference, lite = both
+    images = _images(40, seed=3)
+    np.testing.assert_allclose(lite.run(images), reference.run(images), atol=LITE_TOLERANCE)
+    assert max(shape[0] for shape in lite._lite._interpreters) <= lite_runtime.MAX_BATCH

@@ -31,6 +31,6 @@ def refuse_if_not_own(request: Request, row: dict[str, Any] | None) -> JSONRespo
         return None
     return error_response(
         403,
-        f"Accès refusé : la prédiction {row['id']} a été faite avec une autre clé. Une clé d'inférence ne lit et "
-        "ne corrige que ses propres prédictions (la clé de gestion voit tout l'historique).",
+        f"Accès refusé : la prédiction {row['id']} a été faite avec une autre clé. Une clé d'inférence ne lit, "
+        "ne corrige et n'efface que ses propres prédictions (la clé de gestion voit tout l'historique).",
     )

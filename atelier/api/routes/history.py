@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from ...image_store import find_image
+from ...keys import API_KEY_LABEL
 from ..access import own_label, refuse_if_not_own
 from ..errors import documented, error_response
 from ..schemas import DeletedOut, HistoryOut, PredictionId
@@ -73,14 +74,15 @@ def _delete(state: ApiState, prediction_id: int) -> dict[str, Any] | None:
     description=(
         "Droit à l'effacement : la prédiction quitte l'historique, avec son retour, et son image gardée "
         "(`--store-images`) est effacée du disque — sauf si une autre prédiction de l'historique a exactement la "
-        "même image : elle est alors effacée avec la dernière. Une clé d'inférence n'efface que ses propres "
-        "prédictions (403 sinon) ; la clé de gestion efface n'importe laquelle.\n\n"
+        "même image : elle est alors effacée avec la dernière. Une clé d'inférence personnelle (fichier de clés) "
+        "n'efface que ses propres prédictions (403 sinon) ; la clé partagée de --api-key n'efface rien ; la clé "
+        "de gestion efface n'importe laquelle.\n\n"
         "Exemple : `curl -X DELETE http://127.0.0.1:8000/predictions/42`"
     ),
     response_model=DeletedOut,
     responses=documented(
         {
-            403: "Une clé d'inférence n'efface que ses propres prédictions.",
+            403: "Une clé d'inférence n'efface que ses propres prédictions ; la clé partagée de --api-key, aucune.",
             404: "Aucune prédiction n'a ce numéro.",
             422: "Numéro de prédiction invalide.",
         }
@@ -91,6 +93,13 @@ async def delete_prediction(
     state: AppState,
     prediction_id: PredictionId,
 ) -> Any:
+    if own_label(request) == API_KEY_LABEL:
+        return error_response(
+            403,
+            "Effacement refusé : la clé de --api-key est partagée (ses prédictions sont celles de tous ceux qui "
+            "l'ont). Demandez l'effacement à qui a la clé de gestion, ou utilisez une clé personnelle "
+            "(python -m atelier cle).",
+        )
     row = await run_in_threadpool(state.history.get, prediction_id)
     refused = refuse_if_not_own(request, row)
     if refused is not None:
