@@ -190,15 +190,11 @@ class ServingModel:
         from .lite_runtime import LiteRunner
         from .preprocessing import load_image
 
-        try:
-            lite = LiteRunner(self.info.model)
-        except LiteError as error:
-            log.warning("Modèle %s : %s ; TensorFlow le sert.", self.version, error)
-            return None
         noise = np.random.default_rng(0).uniform(0, 255, (3, self.image_size, self.image_size, 3))
         real = [load_image(path, self.image_size) for path in check_images()]  # the swap check's real images
         probe = np.concatenate([noise, np.stack(real)]).astype(np.float32)
         try:
+            lite = LiteRunner(self.info.model)
             gap = float(np.abs(lite(probe) - self._call(self._to_tensor(probe)).numpy()).max())
         except LiteError as error:
             log.warning("Modèle %s : %s ; TensorFlow le sert.", self.version, error)

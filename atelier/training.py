@@ -306,7 +306,8 @@ def fit_head(
     views = views or head_views(len(splits.train))
     train_x = _features(extractor, splits.train.images, views)
     train_y = np.tile(splits.train.labels, views)
-    val_x = _features(extractor, splits.validation.images, 1) if len(splits.validation) else None
+    validation = splits.validation
+    validation_data = (_features(extractor, validation.images, 1), validation.labels) if len(validation) else None
     inputs = keras.Input(shape=train_x.shape[1:], name="caracteristiques")
     head_model = keras.Model(inputs, head(dropout(inputs)), name="tete")
     steps_per_epoch = -(-len(train_y) // batch_size)
@@ -314,7 +315,7 @@ def fit_head(
     table = tf.data.Dataset.from_tensor_slices((train_x, train_y)).shuffle(len(train_y), seed=seed)
     history = head_model.fit(
         table.batch(batch_size),
-        validation_data=(val_x, splits.validation.labels) if len(splits.validation) else None,
+        validation_data=validation_data,
         epochs=epochs,
         verbose=verbose,
         shuffle=False,  # the tf.data pipeline shuffles; Keras' own flag would only warn
