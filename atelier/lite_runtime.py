@@ -4,7 +4,7 @@ Le serveur (``python -m atelier serve``) passe ses lots au réseau des centaines
 petits lots. Un appel de la fonction TensorFlow compilée coûte environ 1 ms de frais fixes, même pour une image ;
 l'interpréteur TensorFlow Lite, avec son moteur XNNPACK pour processeur, en coûte quelques dizaines de µs. Mesuré
 sur 2 cœurs, CNN de l'atelier : lot de 1, 1,10 → 0,20 ms ; lot de 8, 3,09 → 1,43 ms ; lot de 16, 5,10 → 2,87 ms ;
-mêmes probabilités à 10⁻¹⁰ près.
+mêmes probabilités à 10⁻¹⁰ près (``python tools/measure_runtimes.py``).
 
 :class:`LiteRunner` convertit le modèle une fois (une à deux secondes), garde un interpréteur par taille de lot
 jusqu'à :data:`MAX_BATCH` (les tailles de tenseurs y sont fixées à l'allocation ; un lot plus grand passe par
