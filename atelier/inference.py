@@ -181,10 +181,8 @@ class ServingModel:
         if runtime not in RUNTIMES:
             raise ValueError(f"Moteur d'inférence inconnu : {runtime} (possibles : {', '.join(RUNTIMES)}).")
         self._compile_tensorflow()
-        self._lite, self.runtime = None, "tensorflow"
-        if runtime == "tflite":
-            self._lite = self._checked_lite()
-            self.runtime = "tflite" if self._lite is not None else "tensorflow"
+        self._lite = self._checked_lite() if runtime == "tflite" else None
+        self.runtime = "tflite" if self._lite is not None else "tensorflow"
 
     def _checked_lite(self) -> Any:
         from .lite_runtime import LiteRunner
@@ -194,7 +192,7 @@ class ServingModel:
         real = [load_image(path, self.image_size) for path in check_images()]  # the swap check's real images
         probe = np.concatenate([noise, np.stack(real)]).astype(np.float32)
         try:
-            lite = LiteRunner(self.info.model)
+            lite = LiteRunner(self.info.model, DEFAULT_MAX_BATCH_SIZE)
             gap = float(np.abs(lite(probe) - self._call(self._to_tensor(probe)).numpy()).max())
         except LiteError as error:
             log.warning("Modèle %s : %s ; TensorFlow le sert.", self.version, error)

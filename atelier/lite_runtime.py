@@ -6,11 +6,12 @@ l'interpréteur TensorFlow Lite, avec son moteur XNNPACK pour processeur, en co�
 sur 2 cœurs, CNN de l'atelier : lot de 1, 1,10 → 0,20 ms ; lot de 8, 3,09 → 1,43 ms ; lot de 16, 5,10 → 2,87 ms ;
 mêmes probabilités à 10⁻¹⁰ près (``python tools/measure_runtimes.py``).
 
-:class:`LiteRunner` convertit le modèle une fois (une à deux secondes), garde un interpréteur par taille de lot
-jusqu'à :data:`MAX_BATCH` (les tailles de tenseurs y sont fixées à l'allocation ; un lot plus grand passe par
-tranches) et n'en appelle qu'un à la fois (un interpréteur n'est pas
-partagé entre fils d'exécution). :func:`atelier.inference.ServingModel.compile` compare ses sorties à celles de
-TensorFlow avant de s'en servir, et garde TensorFlow si la conversion échoue ou si les sorties diffèrent.
+:class:`LiteRunner` convertit le modèle une fois (une à deux secondes) et garde un interpréteur par taille de lot
+jusqu'à ``max_batch``, la taille des lots du serveur (les tailles de tenseurs y sont fixées à l'allocation) : un
+lot plus grand passe par tranches, si bien qu'un modèle garde au plus ``max_batch`` interpréteurs. Il n'en appelle
+qu'un à la fois (un interpréteur n'est pas partagé entre fils d'exécution).
+:func:`atelier.inference.ServingModel.compile` compare ses sorties à celles de TensorFlow avant de s'en servir, et
+garde TensorFlow si la conversion échoue ou si les sorties diffèrent.
 """
 
 from __future__ import annotations
@@ -25,9 +26,6 @@ import numpy as np
 
 #: Threads of an interpreter: the machine's two cores (the batcher passes one batch at a time).
 THREADS = 2
-#: Largest batch with an interpreter of its own (the server's batch size) ; a larger batch is computed in slices of
-#: this size, so that a model keeps at most this many interpreters, whatever the callers send.
-MAX_BATCH = 16
 
 
 class LiteError(RuntimeError):
@@ -49,8 +47,9 @@ def convert(model) -> bytes:
 class LiteRunner:
     """Probabilités d'un lot ``float32`` ``(n, taille, taille, 3)`` calculées par TensorFlow Lite."""
 
-    def __init__(self, model, *, threads: int = THREADS) -> None:
+    def __init__(self, model, max_batch: int, *, threads: int = THREADS) -> None:
         self._content = convert(model)
+        self._max_batch = max_batch
         self._threads = threads
         self._interpreters: dict[tuple[int, ...], tuple[Any, int, int]] = {}
         self._lock = threading.Lock()
@@ -74,10 +73,9 @@ class LiteRunner:
         return entry
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        if len(images) > MAX_BATCH:
-            return np.concatenate(
-                [self(images[start : start + MAX_BATCH]) for start in range(0, len(images), MAX_BATCH)]
-            )
+        size = self._max_batch
+        if len(images) > size:
+            return np.concatenate([self(images[start : start + size]) for start in range(0, len(images), size)])
         batch = np.ascontiguousarray(images, dtype=np.float32)
         with self._lock:
             try:

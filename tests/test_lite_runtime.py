@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from atelier import lite_runtime
 from atelier.api import create_app
 from atelier.api.settings import ApiSettings
-from atelier.inference import LITE_TOLERANCE, ServingModel
+from atelier.inference import DEFAULT_MAX_BATCH_SIZE, LITE_TOLERANCE, ServingModel
 from atelier.labels import CLASSES
 from tests.conftest import encode, textured_rgb
 
@@ -41,7 +41,7 @@ def test_the_chapter_3_transfer_model_runs_on_lite_too():
     from atelier.backbone import build_transfer_model
 
     model = build_transfer_model(CLASSES, augment=True)  # the augmentation layers are inactive at inference
-    runner = lite_runtime.LiteRunner(model)
+    runner = lite_runtime.LiteRunner(model, DEFAULT_MAX_BATCH_SIZE)
     images = _images(4)
     np.testing.assert_allclose(runner(images), np.asarray(model(images, training=False)), atol=LITE_TOLERANCE)
 
@@ -125,4 +125,4 @@ def test_a_model_keeps_at_most_one_interpreter_per_batch_size_up_to_16(both):
     reference, lite = both
     images = _images(40, seed=3)
     np.testing.assert_allclose(lite.run(images), reference.run(images), atol=LITE_TOLERANCE)
-    assert max(shape[0] for shape in lite._lite._interpreters) <= lite_runtime.MAX_BATCH
+    assert max(shape[0] for shape in lite._lite._interpreters) <= DEFAULT_MAX_BATCH_SIZE
