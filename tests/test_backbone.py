@@ -269,6 +269,30 @@ def test_pretraining_core_function_runs_on_a_tiny_subset(tmp_path):
     model, loaded_card = backbone.load_pretrained(tmp_path)
     assert loaded_card["filters"] == [4, 8] and model.output_shape == (None, 10)
     assert 0 <= card["heldout_accuracy"] <= 1
-    assert card["dropout"] == tool.DROPOUT and card["epochs"] == 1
+    assert card["dropout"] == tool.DROPOUT and card["epochs"] == 1 and card["cloud_class"] is False
     assert card["training_cpu_seconds"] > 0 and card["load_average"] >= 0 and card["cpu_count"] >= 1
     assert card["training_conditions"].startswith(("machine partagée", "machine au repos"))
+
+
+def test_the_cloud_class_is_made_from_each_split_own_tiles(tmp_path):
+    """``--nuages`` (an experiment, off for the shipped network): an 11th class whose images are tiles of the
+    same split under procedural clouds, as many as an average class, so no test tile is ever trained on."""
+    tool = _pretrain_module()
+    tiles = load_eurosat(per_class=6)
+    splits = tool.with_cloud_class(tool.split_dataset(tiles, validation=0.2, test=0.2, seed=0), seed=0)
+    for name in ("train", "validation", "test"):
+        part = getattr(splits, name)
+        clouds = part.labels == len(EUROSAT_CLASSES)
+        assert part.classes == [*EUROSAT_CLASSES, tool.CLOUD_CLASS]
+        assert clouds.sum() == (len(part) - clouds.sum()) // len(EUROSAT_CLASSES) > 0
+        own = {p.name for p, cloud in zip(part.paths, clouds, strict=True) if not cloud}
+        made = [p.name.removeprefix("nuages-") for p, cloud in zip(part.paths, clouds, strict=True) if cloud]
+        assert set(made) <= own, name
+        # Clouds really cover the copies: brighter on average than the tiles they were made from.
+        grey = part.images.mean(axis=3)
+        assert grey[clouds].mean() > grey[~clouds].mean()
+    card = tool.pretrain(
+        tmp_path, epochs=1, per_class=6, filters=(4, 8), batch_size=16, verbose=0, command="test", clouds=True
+    )
+    assert card["cloud_class"] is True and card["classes"][-1] == tool.CLOUD_CLASS
+    assert backbone.load_pretrained(tmp_path)[0].output_shape == (None, 11)
