@@ -260,6 +260,23 @@ def resize_image(image: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
     return ImageOps.fit(image, (size, size), method=Image.Resampling.BILINEAR)
 
 
+def read_header(
+    source: ImageSource,
+    size: int = IMAGE_SIZE,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    formats: tuple[str, ...] = ALLOWED_FORMATS,
+) -> Image.Image:
+    """Lit seulement l'en-tête de l'image (Pillow ne décode rien encore) et fait les vérifications de
+    :func:`load_image` qui n'ont pas besoin des pixels : fichier vide, format, taille maximale (pour un JPEG,
+    celle du décodage réduit qui garde au moins ``size`` pixels de côté).
+
+    ``image.size`` dit alors combien de pixels le décodage coûtera ; ``load_image(image, size, …)`` la décode.
+    Lève une :class:`ImageError` comme :func:`load_image`.
+    """
+    return _open_header(source, max_pixels=max_pixels, formats=formats, draft_size=size)
+
+
 def load_image(
     source: ImageSource,
     size: int = IMAGE_SIZE,
@@ -277,7 +294,7 @@ def load_image(
     ``budget`` (l'API) : une grande image réserve ses pixels dans ce :class:`DecodeBudget` le temps de son
     décodage (:class:`DecodeBusyError` si elle attend trop) ; le résultat est le même avec ou sans.
     """
-    image = _open_header(source, max_pixels=max_pixels, formats=formats, draft_size=size)
+    image = read_header(source, size, max_pixels=max_pixels, formats=formats)
     width, height = image.size
     with budget.reserve(width * height) if budget is not None else contextlib.nullcontext():
         return np.asarray(resize_image(_decode(image), size), dtype=np.uint8)

@@ -225,3 +225,57 @@ def test_batcher_queue_is_bounded(serving):
     finally:
         gate.set()
         predictor.close()
+
+
+def test_encoded_images_are_decoded_by_the_batcher_and_their_failures_stay_theirs(serving):
+    """An image queued still encoded is decoded in the batcher's thread, never in the caller's (the event
+    loop), with the image size of the batch's model; a decoding error goes to its own request only, and an
+    image handed to another thread (``None``) gets no answer from this batch."""
+    import asyncio
+
+    from atelier.inference import LoopTarget
+    from atelier.preprocessing import CorruptImageError
+
+    image = _images(1)[0]
+    expected = serving.run(image[np.newaxis].astype(np.float32))[0]
+    calls: list[tuple[str, str, int]] = []
+
+    def good(size: int) -> np.ndarray:
+        calls.append(("bonne", threading.current_thread().name, size))
+        return image
+
+    def damaged(size: int) -> np.ndarray:
+        calls.append(("abîmée", threading.current_thread().name, size))
+        raise CorruptImageError("Image illisible.")
+
+    def elsewhere(size: int) -> None:
+        calls.append(("ailleurs", threading.current_thread().name, size))
+        return None
+
+    async def scenario(predictor: Predictor) -> None:
+        loop = asyncio.get_running_loop()
+        targets = [LoopTarget(loop, loop.create_future()) for _ in range(4)]
+        for decode, target in zip((good, damaged, elsewhere, good), targets, strict=True):
+            predictor.submit_encoded_to_loop(decode, target)
+        for target in (targets[0], targets[3]):
+            result = await asyncio.wait_for(target.future, 10)
+            np.testing.assert_allclose(result.probabilities, expected, rtol=1e-5, atol=1e-6)
+        with pytest.raises(CorruptImageError):
+            await asyncio.wait_for(targets[1].future, 10)
+        await asyncio.sleep(0.1)
+        assert not targets[2].future.done()  # its decoding thread will answer it, not this batch
+
+    predictor = Predictor(serving, batching=True, max_batch_size=8, batch_wait_ms=0)
+    try:
+        asyncio.run(scenario(predictor))
+    finally:
+        predictor.close()
+    assert sorted(name for name, _, _ in calls) == ["abîmée", "ailleurs", "bonne", "bonne"]
+    assert {(thread, size) for _, thread, size in calls} == {("atelier-batcher", serving.image_size)}
+
+    unbatched = Predictor(serving, batching=False)
+    try:
+        with pytest.raises(ValueError, match="regroupement"):
+            unbatched.submit_encoded_to_loop(good, None)  # type: ignore[arg-type]
+    finally:
+        unbatched.close()
