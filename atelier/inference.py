@@ -435,10 +435,10 @@ class _Batcher:
 
     def _run(self, batch) -> None:
         serving = self._predictor.current  # one model for the whole batch
-        batch = _decoded(batch, serving.image_size)
-        if not batch:
-            return
         try:
+            batch = _decoded(batch, serving.image_size)
+            if not batch:
+                return
             images = np.stack([image for image, _ in batch]).astype(np.float32, copy=False)
             probabilities = serving.run(images)
         except BaseException as exc:  # pragma: no cover - a failing model must not kill the thread

@@ -1,4 +1,5 @@
-"""Where ``POST /predict`` decodes an upload: small ones in the batcher's thread, the others in a decoding thread.
+"""Where ``POST /predict`` decodes an upload: small sequential JPEGs in the batcher's thread, everything else
+in a decoding thread (a batch must never wait for a long decoding).
 
 Both paths must give the answer of the workshop's preprocessing (``load_image``) and the same errors.
 """
@@ -12,10 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from atelier.api import create_app
+from atelier.api import create_app, state
 from atelier.api.state import BATCHER_DECODE_BYTES, BATCHER_DECODE_PIXELS, ApiState
-from atelier.preprocessing import load_image
+from atelier.preprocessing import load_image, quick_to_decode, read_header
 from tests.conftest import encode, textured_rgb
+
+BATCHER, DECODER = "atelier-batcher", "atelier-decodage"
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +29,27 @@ def client(saved_model):
 
 def _uploads() -> dict[str, tuple[bytes, str]]:
     """Name → (bytes, thread expected to decode them)."""
-    tile = encode(textured_rgb(64))  # the workshop's usual tile
-    wide = encode(Image.new("RGB", (400, 300), (30, 90, 160)), "PNG")  # few bytes, too many pixels
-    heavy = encode(textured_rgb(256, seed=1), "PNG")  # few pixels, too many bytes
-    assert len(tile) <= BATCHER_DECODE_BYTES and BATCHER_DECODE_PIXELS >= 64 * 64
-    assert len(wide) <= BATCHER_DECODE_BYTES and BATCHER_DECODE_PIXELS < 400 * 300
-    assert len(heavy) > BATCHER_DECODE_BYTES and BATCHER_DECODE_PIXELS >= 256 * 256
-    return {
-        "tuile": (tile, "atelier-batcher"),
-        "large": (wide, "atelier-decodage"),
-        "lourde": (heavy, "atelier-decodage"),
+    uploads = {
+        "tuile": (encode(textured_rgb(64)), BATCHER),  # the workshop's usual tile
+        "tuile-256": (encode(textured_rgb(256, seed=2)), BATCHER),
+        # A few bytes, but a sequential JPEG announcing 1024×1024: reduce-on-load still reads every pixel.
+        "annoncee-grande": (encode(Image.new("RGB", (1024, 1024), (30, 90, 160))), DECODER),
+        # A progressive JPEG can repeat its refinement scans thousands of times within 64 KiB.
+        "progressive": (encode(textured_rgb(64, seed=3), progressive=True), DECODER),
+        "png": (encode(textured_rgb(64, seed=4), "PNG"), DECODER),  # compressed chunks may hide in the header
+        "lourde": (encode(textured_rgb(256, seed=1), quality=100, subsampling=0), DECODER),  # > 64 KiB
     }
+    assert len(uploads["tuile-256"][0]) <= BATCHER_DECODE_BYTES < len(uploads["lourde"][0])
+    assert 1024 * 1024 > BATCHER_DECODE_PIXELS >= 256 * 256
+    return uploads
+
+
+def test_only_small_sequential_jpegs_are_quick_to_decode():
+    quick = {"tuile", "tuile-256", "lourde"}  # « lourde » is quick to decode, but too many bytes to parse here
+    for name, (data, _) in _uploads().items():
+        image = read_header(data, 64)
+        assert quick_to_decode(image, BATCHER_DECODE_PIXELS) == (name in quick), name
+        assert load_image(image, 64).shape == (64, 64, 3)  # the opened header still decodes as usual
 
 
 def test_each_upload_is_decoded_where_expected_and_answers_as_load_image(client, monkeypatch):
@@ -47,29 +60,40 @@ def test_each_upload_is_decoded_where_expected_and_answers_as_load_image(client,
         threads.append(threading.current_thread().name)
         return original(self, data, size)
 
+    headers: list[str] = []  # threads that read a header before choosing (only the batcher does)
+
+    def header_spy(*args, **kwargs):
+        headers.append(threading.current_thread().name)
+        return read_header(*args, **kwargs)
+
     monkeypatch.setattr(ApiState, "_decode", spy)
+    monkeypatch.setattr(state, "read_header", header_spy)
     predictor = client.app.state.atelier.predictor
     for name, (data, thread) in _uploads().items():
-        threads.clear()
+        threads.clear(), headers.clear()
         response = client.post("/predict", files={"file": (f"{name}.img", data)})
         assert response.status_code == 200, response.text
         assert len(threads) == 1 and threads[0].startswith(thread), (name, threads)
-        expected = predictor.predict_array(load_image(data, predictor.current.image_size))
+        # Only small JPEGs reach the batcher, even to have their header read (a PNG's may hide compressed chunks).
+        small_jpeg = data.startswith(b"\xff\xd8\xff") and len(data) <= BATCHER_DECODE_BYTES
+        assert headers == ([BATCHER] if small_jpeg else []), (name, headers)
+        expected = predictor.predict_array(load_image(data, predictor.current.image_size)).as_dict()
         got = response.json()["probabilities"]
-        np.testing.assert_allclose([got[c] for c in expected.as_dict()], list(expected.as_dict().values()), atol=1e-5)
+        np.testing.assert_allclose([got[c] for c in expected], list(expected.values()), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["tuile", "large"])
-def test_a_damaged_upload_gets_the_same_french_error_on_both_paths(client, name):
-    data, _ = _uploads()[name]
-    response = client.post("/predict", files={"file": ("image", data[: len(data) // 2])})
-    assert response.status_code == 422, response.text
-    assert "illisible" in response.json()["detail"]
-
-
-def test_a_small_file_announcing_too_many_pixels_is_refused_before_decoding(client):
-    bomb = encode(Image.new("L", (5000, 5000)), "PNG")  # ≈ 25 KB, 25 Mpx
-    assert len(bomb) <= BATCHER_DECODE_BYTES
-    response = client.post("/predict", files={"file": ("bombe.png", bomb)})
-    assert response.status_code == 413, response.text
-    assert "trop grande" in response.json()["detail"]
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        encode(textured_rgb(64))[:900],  # cut in the middle of its pixels
+        encode(textured_rgb(64))[:200],  # cut in its header
+        b"\xff\xd8\xff" + b"\x00" * 500,  # a JPEG signature, nothing else
+    ],
+)
+def test_a_damaged_jpeg_gets_the_same_french_error_from_both_paths(client, monkeypatch, damaged):
+    batcher = client.post("/predict", files={"file": ("image.jpg", damaged)})
+    monkeypatch.setattr(state, "BATCHER_DECODE_BYTES", -1)  # every upload through a decoding thread
+    decoder = client.post("/predict", files={"file": ("image.jpg", damaged)})
+    assert batcher.status_code == decoder.status_code and batcher.status_code in (415, 422), batcher.text
+    assert batcher.json() == decoder.json()
+    assert "illisible" in batcher.json()["detail"] or "Format" in batcher.json()["detail"]

@@ -30,7 +30,7 @@ from ..image_store import store_image
 from ..inference import LoopTarget, Prediction, Predictor, PredictorUnavailableError, deliver
 from ..model_follower import ModelFollower
 from ..model_io import ModelFileError
-from ..preprocessing import DecodeBudget, load_image, read_header
+from ..preprocessing import DecodeBudget, load_image, quick_to_decode, read_header
 from .explanation_pool import ExplanationPool
 from .settings import ApiSettings
 
@@ -38,11 +38,13 @@ from .settings import ApiSettings
 #: bound keeps large images from all being decoded at once.
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
-#: Uploads up to this size whose header announces at most :data:`BATCHER_DECODE_PIXELS` pixels are decoded
-#: by the batcher's thread, just before their batch (the workshop's tiles: 64×64, ≈ 2 KB; a 256×256 JPEG
-#: decodes in ≈ 0.5 ms). Larger ones go to the decoding threads, so that a batch never waits for them.
+#: JPEG uploads up to this size, sequential (not progressive) and whose header announces at most
+#: :data:`BATCHER_DECODE_PIXELS` pixels are decoded by the batcher's thread, just before their batch (the
+#: workshop's tiles: 64×64, ≈ 2 KB; a 256×256 JPEG decodes in ≈ 0.5 ms). Every other upload goes to the
+#: decoding threads, so that a batch never waits for a long decoding (:func:`atelier.preprocessing.quick_to_decode`).
 BATCHER_DECODE_BYTES = 64 * 1024
 BATCHER_DECODE_PIXELS = 256 * 256
+_JPEG_SIGNATURE = b"\xff\xd8\xff"
 _DECODER_LOCK = threading.Lock()
 
 
@@ -103,7 +105,7 @@ class ApiState:
         target = LoopTarget(loop, loop.create_future())
         metrics.QUEUE_DEPTH.inc()
         try:
-            if predictor.batching and len(data) <= BATCHER_DECODE_BYTES:
+            if predictor.batching and len(data) <= BATCHER_DECODE_BYTES and data.startswith(_JPEG_SIGNATURE):
                 predictor.submit_encoded_to_loop(functools.partial(self._decode_small, predictor, data, target), target)
             else:
                 self._decoder().submit(self._decode_and_submit, predictor, data, target)
@@ -134,12 +136,12 @@ class ApiState:
             pool.shutdown(wait=True)
 
     def _decode_small(self, predictor: Predictor, data: bytes, target: LoopTarget, size: int) -> np.ndarray | None:
-        """In the batcher's thread: the image decoded for a batch of a model of ``size`` pixels, or ``None`` if
-        its header announces more than :data:`BATCHER_DECODE_PIXELS` pixels: then a decoding thread takes it."""
+        """In the batcher's thread: the image decoded for a batch of a model of ``size`` pixels, or ``None`` if it
+        is not quick to decode (:func:`~atelier.preprocessing.quick_to_decode`): then a decoding thread takes it."""
         settings = self.settings
         image = read_header(data, size, max_pixels=settings.max_pixels, formats=settings.formats)
         # Never waits for the decoding budget here: a batch must not wait for anything but its own pixels.
-        if image.width * image.height > min(BATCHER_DECODE_PIXELS, self.decode_budget.small_pixels):
+        if not quick_to_decode(image, min(BATCHER_DECODE_PIXELS, self.decode_budget.small_pixels)):
             self._decoder().submit(self._decode_and_submit, predictor, image, target)
             return None
         return self._decode(image, size)
