@@ -288,7 +288,7 @@ def quick_to_decode(image: Image.Image, max_pixels: int) -> bool:
     if image.format != "JPEG" or image.info.get("progressive") or image.info.get("progression"):
         return False
     # Reduce-on-load (draft) divides the size by its scale, kept by Pillow in decoderconfig.
-    scale = image.decoderconfig[0] if getattr(image, "decoderconfig", None) else 1
+    scale = (getattr(image, "decoderconfig", None) or (1,))[0]
     return image.width * scale * image.height * scale <= max_pixels
 
 
