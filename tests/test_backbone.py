@@ -296,3 +296,19 @@ def test_the_cloud_class_is_made_from_each_split_own_tiles(tmp_path):
     )
     assert card["cloud_class"] is True and card["classes"][-1] == tool.CLOUD_CLASS
     assert backbone.load_pretrained(tmp_path)[0].output_shape == (None, 11)
+
+
+def test_sensor_shift_keeps_a_tile_a_plausible_image(tmp_path):
+    """``--capteurs`` (an experiment, off for the shipped network): same shape, values 0–255, a changed image."""
+    import tensorflow as tf
+
+    tool = _pretrain_module()
+    tile = tf.constant(load_eurosat(per_class=1).images[0], tf.float32)
+    shifted = [tool.sensor_shift(tile, seed).numpy() for seed in range(4)]
+    for image in shifted:
+        assert image.shape == tuple(tile.shape) and image.min() >= 0 and image.max() <= 255
+        assert np.abs(image - tile.numpy()).mean() > 1  # really another view
+    card = tool.pretrain(
+        tmp_path, epochs=1, per_class=6, filters=(4, 8), batch_size=16, verbose=0, command="test", shift=True
+    )
+    assert card["sensor_shift"] is True and card["cloud_class"] is False
