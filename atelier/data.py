@@ -66,6 +66,17 @@ class ImageDataset:
         )
 
 
+def concatenate(parts: list[ImageDataset], classes: list[str], source: str) -> ImageDataset:
+    """Les images de ``parts`` mises bout à bout, dans l'ordre (leurs étiquettes désignent déjà ``classes``)."""
+    return ImageDataset(
+        images=np.concatenate([p.images for p in parts]),
+        labels=np.concatenate([p.labels for p in parts]).astype(np.int32),
+        classes=list(classes),
+        paths=[path for p in parts for path in p.paths],
+        source=source,
+    )
+
+
 @dataclass
 class Splits:
     """Les trois parties disjointes d'un jeu de données."""

@@ -22,8 +22,8 @@
   images : le regroupement économise environ un tiers du CPU par requête dès 8 requêtes simultanées.
   Sa file est bornée (``max_queued``) : au-delà, ou pendant l'arrêt, une image est refusée tout de
   suite (:class:`PredictorUnavailableError`, 503 pour l'API) au lieu d'attendre.
-* L'API confie une petite image **encore encodée** (:data:`EncodedImage`, :meth:`Predictor.submit_encoded_to_loop`) :
-  le fil du regroupement la décode juste avant son lot, à la taille d'image du modèle de ce lot ; une erreur de
+* L'API confie un petit JPEG **encore encodé** (:data:`EncodedImage`, :meth:`Predictor.submit_encoded_to_loop`) :
+  le fil du regroupement le décode juste avant son lot, à la taille d'image du modèle de ce lot ; une erreur de
   décodage ne touche que sa requête.
 """
 
@@ -289,7 +289,7 @@ def _resolve(pairs: list[tuple[asyncio.Future, Prediction | BaseException]]) -> 
 
 
 #: An image still encoded, queued by the event loop: called in the batcher's thread with the image size of the
-#: batch's model, it returns the decoded image, or ``None`` if it handed itself to another thread (too large to
+#: batch's model, it returns the decoded image, or ``None`` if it handed itself to another thread (not quick to
 #: decode here), or raises (its error goes to its request).
 EncodedImage = Callable[[int], "np.ndarray | None"]
 

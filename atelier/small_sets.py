@@ -19,21 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import DatasetError, ImageDataset, Splits
+from .data import DatasetError, ImageDataset, Splits, concatenate
 from .eurosat_tiles import WORKSHOP_CLASSES, load_workshop_tiles
 
 #: Images réelles de ``forêt`` et ``mer`` par partie (entraînement au plus, validation, test).
 TRAIN_POOL, VALIDATION, TEST = 100, 25, 100
-
-
-def _concat(parts: list[ImageDataset], classes: list[str]) -> ImageDataset:
-    return ImageDataset(
-        images=np.concatenate([p.images for p in parts]),
-        labels=np.concatenate([p.labels for p in parts]).astype(np.int32),
-        classes=list(classes),
-        paths=[path for p in parts for path in p.paths],
-        source="petit jeu : tuiles EuroSAT réelles (forêt, mer) + jeu par défaut (désert, nuageux)",
-    )
 
 
 def _of_class(dataset: ImageDataset, index: int) -> ImageDataset:
@@ -64,7 +54,8 @@ def small_splits(default: Splits, per_class: int, *, seed: int = 0) -> Splits:
             parts["train"].append(train.subset(np.arange(per_class)))
             parts["validation"].append(_of_class(default.validation, index).subset(np.arange(VALIDATION)))
             parts["test"].append(_of_class(default.test, index))
-    return Splits(**{name: _concat(datasets, classes) for name, datasets in parts.items()})
+    source = "petit jeu : tuiles EuroSAT réelles (forêt, mer) + jeu par défaut (désert, nuageux)"
+    return Splits(**{name: concatenate(datasets, classes, source) for name, datasets in parts.items()})
 
 
 def real_only(dataset: ImageDataset) -> ImageDataset:

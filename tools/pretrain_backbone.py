@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from atelier import backbone  # noqa: E402
-from atelier.data import ImageDataset, Splits, split_dataset, to_tf_dataset  # noqa: E402
+from atelier.data import ImageDataset, Splits, concatenate, split_dataset, to_tf_dataset  # noqa: E402
 from atelier.default_dataset.clouds import CLOUD_COVER_MIN, add_clouds  # noqa: E402
 from atelier.eurosat_tiles import EUROSAT_DIR, load_eurosat, workshop_tiles  # noqa: E402
 from atelier.evaluation import evaluate_dataset  # noqa: E402
@@ -74,19 +74,11 @@ def with_cloud_class(splits: Splits, seed: int) -> Splits:
 
     EuroSAT n'a aucun nuage : sans cette classe, le réseau de base n'a jamais appris à les reconnaître, et la
     classe « nuageux » de l'atelier était celle que le transfert reconnaissait le moins bien sur de vraies images."""
-    import numpy as np
-
     parts = {}
     for offset, name in enumerate(("train", "validation", "test")):
         tiles = getattr(splits, name)
         clouds = cloudy_copies(tiles, len(tiles) // len(tiles.classes), seed + 1000 * (offset + 1))
-        parts[name] = ImageDataset(
-            images=np.concatenate([tiles.images, clouds.images]),
-            labels=np.concatenate([tiles.labels, clouds.labels]),
-            classes=clouds.classes,
-            paths=[*tiles.paths, *clouds.paths],
-            source=tiles.source,
-        )
+        parts[name] = concatenate([tiles, clouds], clouds.classes, tiles.source)
     return Splits(**parts)
 
 
