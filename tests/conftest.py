@@ -18,6 +18,18 @@ def encode(image: Image.Image, fmt: str = "JPEG", **options) -> bytes:
     return buffer.getvalue()
 
 
+def repeated_scans_jpeg(side: int, scans: int) -> bytes:
+    """A progressive JPEG of a flat ``side`` × ``side`` image whose smallest scan (an empty refinement pass) is
+    repeated until the file has ``scans`` scans: a few KiB, but each scan is a pass over every block (the
+    « progressive JPEG » denial of service). Pillow writes libjpeg's usual ten scans."""
+    data = encode(Image.new("RGB", (side, side), (120, 120, 120)), progressive=True)
+    starts = [i for i in range(len(data) - 1) if data[i : i + 2] == b"\xff\xda"]
+    bodies = [data[a:b] for a, b in zip(starts, [*starts[1:], len(data) - 2], strict=True)]
+    if scans < len(bodies):
+        raise ValueError(f"At least {len(bodies)} scans.")
+    return data[: starts[0]] + b"".join(bodies) + min(bodies[1:], key=len) * (scans - len(bodies)) + b"\xff\xd9"
+
+
 def textured_rgb(size: int = 64, seed: int = 0, colour=(40, 120, 60)) -> Image.Image:
     """A noisy RGB image (not uniform, so that JPEG and resizing do real work)."""
     rng = np.random.default_rng(seed)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from atelier.api import create_app
 from atelier.security import BodySizeLimitMiddleware
-from tests.conftest import encode, textured_rgb
+from tests.conftest import encode, repeated_scans_jpeg, textured_rgb
 
 CAP = 256 * 1024  # a small upload cap keeps the oversize tests fast
 
@@ -89,6 +89,8 @@ HOSTILE = {
     "bombe-png": (_png_bomb(), 413, "trop grande"),
     "bombe-entete": (_fake_header_png(60_000, 60_000), 413, "trop grande"),
     "png-sans-pixel": (_fake_header_png(0, 10), 415, "format"),
+    # 128 KiB, but 1 000 passes over a 4096×4096 image: 11.7 s of decoding if it were not refused first.
+    "jpeg-passes-repetees": (repeated_scans_jpeg(4096, 1000), 413, "passes"),
 }
 
 

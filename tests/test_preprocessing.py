@@ -10,16 +10,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from atelier import preprocessing
 from atelier.preprocessing import (
+    MAX_JPEG_SCANS,
     CorruptImageError,
     EmptyImageError,
     ImageTooLargeError,
+    TooManyScansError,
     UnsupportedImageFormatError,
     load_image,
+    progressive_scans,
+    read_header,
     resize_image,
     to_model_input,
 )
-from tests.conftest import encode, textured_rgb
+from tests.conftest import encode, repeated_scans_jpeg, textured_rgb
 
 RED = (200, 30, 60)
 
@@ -165,6 +170,40 @@ def test_pixel_bomb_is_refused_before_decoding():
     with pytest.raises(ImageTooLargeError, match="6000×6000"):
         load_image(bomb)
     assert load_image(bomb, max_pixels=40_000_000).shape == (64, 64, 3)
+
+
+def test_progressive_jpeg_scans_are_counted():
+    assert progressive_scans(read_header(repeated_scans_jpeg(256, 10))) == 10  # libjpeg's usual progression
+    assert progressive_scans(read_header(repeated_scans_jpeg(256, 60))) == 60
+    assert progressive_scans(read_header(encode(textured_rgb(64)))) == 0  # sequential JPEG
+    assert progressive_scans(read_header(encode(textured_rgb(64), "PNG"))) == 0
+
+
+@pytest.mark.parametrize(
+    ("side", "scans", "accepted"),
+    [
+        (256, 10, True),
+        (256, MAX_JPEG_SCANS, True),
+        (256, MAX_JPEG_SCANS + 1, False),  # few pixels, but too many scans
+        (4096, MAX_JPEG_SCANS, True),  # exactly MAX_JPEG_SCAN_PIXELS: ≈ 0.8 s of decoding
+        (8192, 10, True),  # an ordinary progressive JPEG, however large
+        (8192, 17, False),  # 17 scans × 67 Mpx > MAX_JPEG_SCAN_PIXELS
+        (4096, 1000, False),  # 128 KiB, 11.7 s to decode without the check
+    ],
+)
+def test_progressive_jpeg_with_too_many_scans_is_refused_before_decoding(monkeypatch, side, scans, accepted):
+    data = repeated_scans_jpeg(side, scans)
+    if accepted:
+        assert load_image(data).shape == (64, 64, 3)
+        return
+    decoded = []
+    monkeypatch.setattr(preprocessing, "_decode", lambda image: decoded.append(image))
+    for call in (load_image, read_header):
+        with pytest.raises(TooManyScansError, match=f"JPEG progressif refusé : {scans} passes") as refused:
+            call(data)
+        assert isinstance(refused.value, ImageTooLargeError)  # the API answers 413
+        assert "JPEG standard (non progressif) ou en PNG" in str(refused.value)
+    assert decoded == []
 
 
 def test_to_model_input():
