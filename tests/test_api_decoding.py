@@ -97,3 +97,34 @@ def test_a_damaged_jpeg_gets_the_same_french_error_from_both_paths(client, monke
     assert batcher.status_code == decoder.status_code and batcher.status_code in (415, 422), batcher.text
     assert batcher.json() == decoder.json()
     assert "illisible" in batcher.json()["detail"] or "Format" in batcher.json()["detail"]
+
+
+def test_a_stopped_app_creates_no_decoding_thread_and_answers_503_until_it_serves_again(saved_model):
+    """Shutdown: an image arriving late, or handed to the decoding threads by the batcher, gets a 503 and
+    recreates no thread pool (nobody would close it); the same app serving again decodes as before."""
+    import asyncio
+
+    from atelier.inference import PredictorUnavailableError
+
+    def workers() -> set[threading.Thread]:  # other tests' apps may still have theirs
+        return {t for t in threading.enumerate() if t.name.startswith((DECODER, BATCHER))} - before
+
+    before: set[threading.Thread] = set()
+    before = workers()
+    app = create_app(saved_model[0], db_path=":memory:")
+    progressive = encode(textured_rgb(64, seed=3), progressive=True)  # decoded in a decoding thread
+    with TestClient(app) as http:
+        assert http.post("/predict", files={"file": ("p.jpg", progressive)}).status_code == 200
+    api = app.state.atelier
+    assert api._decode_pool is None and api.predictor._batcher is None
+    with pytest.raises(PredictorUnavailableError, match="s'arrête"):
+        asyncio.run(api.predict_bytes(progressive, "p.jpg"))
+    with pytest.raises(PredictorUnavailableError, match="s'arrête"):  # the batcher's hand-off
+        api._decode_small(api.predictor, progressive, None, 64)
+    assert api._decode_pool is None and api.predictor._batcher is None
+    assert not workers()
+    with TestClient(app) as http:
+        response = http.post("/predict", files={"file": ("p.jpg", progressive)})
+        assert response.status_code == 200, response.text
+    assert api._decode_pool is None
+    assert not workers()

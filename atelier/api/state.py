@@ -71,6 +71,9 @@ class ApiState:
     #: Bounds the pixels of large images decoding at the same time (memory), see atelier.preprocessing.
     decode_budget: DecodeBudget = field(default_factory=DecodeBudget)
     _decode_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    #: Set by :meth:`close_decoder` (the app stops), cleared by :meth:`open_decoder` (it serves again): while set,
+    #: no decoding thread is created and an image still arriving gets a 503 instead.
+    _closing: bool = field(default=False, repr=False)
 
     def serving_predictor(self) -> Predictor:
         """Le prédicteur, ou :class:`ModelNotReadyError` (503, en français) s'il n'y a pas encore de modèle."""
@@ -101,6 +104,7 @@ class ApiState:
         """
         start = time.perf_counter()
         predictor = self.serving_predictor()
+        self._check_open()
         loop = asyncio.get_running_loop()
         target = LoopTarget(loop, loop.create_future())
         metrics.QUEUE_DEPTH.inc()
@@ -119,18 +123,30 @@ class ApiState:
             )
         return self._record(prediction, data, filename, start, key_label)
 
+    def _check_open(self) -> None:
+        if self._closing:
+            raise PredictorUnavailableError("Le service s'arrête : réessayez dans un instant.")
+
     def _decoder(self) -> ThreadPoolExecutor:
         pool = self._decode_pool
         if pool is None:
             with _DECODER_LOCK:
+                self._check_open()  # never a new pool once the app stops: nobody would close it
                 if self._decode_pool is None:
                     self._decode_pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="atelier-decodage")
                 pool = self._decode_pool
         return pool
 
-    def close_decoder(self) -> None:
-        """Arrête les fils de décodage (recréés à la demande si l'application resert)."""
+    def open_decoder(self) -> None:
+        """Au démarrage de l'application : les fils de décodage seront créés à la demande."""
         with _DECODER_LOCK:
+            self._closing = False
+
+    def close_decoder(self) -> None:
+        """Arrête les fils de décodage après leurs images en cours ; jusqu'au prochain :meth:`open_decoder`, une
+        image qui arrive encore (ou que le fil du regroupement voudrait leur confier) reçoit un 503."""
+        with _DECODER_LOCK:
+            self._closing = True
             pool, self._decode_pool = self._decode_pool, None
         if pool is not None:
             pool.shutdown(wait=True)
