@@ -81,6 +81,11 @@ class PredictorUnavailableError(RuntimeError):
     """Le prédicteur ne peut pas prendre cette image maintenant (arrêt en cours, file pleine) : réessayer."""
 
 
+def shutting_down() -> PredictorUnavailableError:
+    """L'erreur d'une image (ou d'une explication) qui arrive pendant l'arrêt du service (503 pour l'API)."""
+    return PredictorUnavailableError("Le service s'arrête : réessayez dans un instant.")
+
+
 def warm_batch_sizes(batching: bool, max_batch_size: int) -> tuple[int, ...]:
     """Every batch size the predictor can run: oneDNN prepares its kernels per shape on first use."""
     return tuple(range(1, max_batch_size + 1)) if batching else (1,)
@@ -398,7 +403,7 @@ class _Batcher:
             except queue.Empty:
                 return
             if item is not None:
-                deliver([(item[1], PredictorUnavailableError("Le service s'arrête : réessayez dans un instant."))])
+                deliver([(item[1], shutting_down())])
 
     def _serve(self) -> None:
         while True:

@@ -44,13 +44,17 @@ DECODE_BUDGET_PIXELS = 2 * MAX_PIXELS
 #: /predict hot path never waits for a lock); 40 of them at once cost ≈ 30 MB.
 SMALL_IMAGE_PIXELS = 512 * 512
 
-#: A progressive JPEG is decoded in passes (*scans*) over the whole image; an ordinary one has about ten. A
-#: hostile file can repeat an empty refinement scan thousands of times in a few KiB, and each costs a pass over
-#: every block of the full-size image (measured: 1,000 scans of a 4096×4096 image in 128 KiB take 11.7 s; 64 of
-#: them 0.8 s). Refused before decoding (413): more than ``MAX_JPEG_SCANS`` scans, or more than
-#: ``MAX_JPEG_SCAN_PIXELS`` scans × pixels of the full-size image (a 24 Mpx photo with 40 scans still passes).
+#: A JPEG is decoded in passes (*scans*) over the whole image: one for an ordinary JPEG, about ten for a progressive
+#: one. A hostile file can repeat an empty scan thousands of times in a few KiB (progressive, or sequential with one
+#: colour per scan, or inside an MPO), and each costs a pass over every block of the full-size image (measured:
+#: 1,000 scans of a 4096×4096 image in 128 KiB take 11.7 s; 64 of them 0.8 s). Refused before decoding (413): more
+#: than ``MAX_JPEG_SCANS`` scans, or more than ``MAX_JPEG_SCAN_PIXELS`` scans × pixels of the full-size image (a
+#: 24 Mpx photo with 40 scans still passes; a 108 Mpx progressive photo does not).
 MAX_JPEG_SCANS = 64
 MAX_JPEG_SCAN_PIXELS = 64 * 4096 * 4096
+
+#: Pillow's names for JPEG files: an MPO (several JPEG frames, some cameras) decodes its first frame as a JPEG.
+JPEG_FORMATS = ("JPEG", "MPO")
 
 #: Longest wait for the decode budget before an image is refused (503: the server is busy decoding).
 DECODE_WAIT_S = 30.0
@@ -75,7 +79,7 @@ class ImageTooLargeError(ImageError):
 
 
 class TooManyScansError(ImageTooLargeError):
-    """JPEG progressif dont le décodage coûterait trop de passes sur l'image (protection contre un déni de service)."""
+    """JPEG dont le décodage coûterait trop de passes sur l'image (protection contre un déni de service)."""
 
 
 class CorruptImageError(ImageError):
@@ -187,11 +191,11 @@ def _open_header(
             ) from None
         except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error… for damaged headers
             raise CorruptImageError(f"Image illisible : son en-tête est abîmé (détail technique : {exc}).") from None
-        _check_scans(image)
+        image.info["scans"] = _check_scans(image)
     width, height = image.size
     if width < 1 or height < 1:
         raise CorruptImageError("Image illisible : elle n'a aucun pixel.")
-    if draft_size and image.format == "JPEG" and getattr(image, "tile", None):
+    if draft_size and image.format in JPEG_FORMATS and getattr(image, "tile", None):
         # Reduce-on-load: a JPEG decodes at 1/2, 1/4 or 1/8 scale directly (far less memory and work);
         # the cap below applies to the pixels really decoded.
         try:
@@ -204,12 +208,13 @@ def _open_header(
     return image
 
 
-def progressive_scans(image: Image.Image) -> int:
-    """Nombre de passes (*scans*) d'un JPEG progressif ouvert par Pillow (0 pour tout autre image), compté dans
-    ses octets sans rien décoder : chaque passe commence par le marqueur SOS (``FF DA``), qui ne peut pas
-    apparaître dans les données compressées (un octet ``FF`` y est toujours suivi de ``00`` ou d'un marqueur de
-    reprise). Une vignette EXIF ajoute au plus quelques passes au compte."""
-    if image.format != "JPEG" or not (image.info.get("progressive") or image.info.get("progression")):
+def jpeg_scans(image: Image.Image) -> int:
+    """Nombre de passes (*scans*) de l'image principale d'un JPEG ouvert par Pillow (0 pour un autre format),
+    compté dans ses octets sans rien décoder : chaque passe commence par le marqueur SOS (``FF DA``), qui ne peut
+    pas apparaître dans les données compressées (un octet ``FF`` y est toujours suivi de ``00`` ou d'un marqueur
+    de reprise), jusqu'à la fin de l'image (``FF D9``). Les segments qui précèdent la première passe (vignette
+    EXIF comprise) sont sautés d'après leur longueur, comme le fait libjpeg : une vignette ne compte pas."""
+    if image.format not in JPEG_FORMATS:
         return 0
     fp = getattr(image, "fp", None)
     if fp is None:
@@ -217,19 +222,54 @@ def progressive_scans(image: Image.Image) -> int:
     position = fp.tell()
     try:
         fp.seek(0)
-        return fp.read().count(b"\xff\xda")
+        data = fp.getvalue() if isinstance(fp, io.BytesIO) else fp.read()
     finally:
         fp.seek(position)
+    start = _first_scan(data)
+    end = data.find(b"\xff\xd9", start)
+    return data.count(b"\xff\xda", start, end if end >= 0 else len(data))
 
 
-def _check_scans(image: Image.Image) -> None:
-    scans = progressive_scans(image)
+def _first_scan(data: bytes) -> int:
+    """Offset of the main image's first SOS, found by walking the marker segments (0 if the walk fails: then
+    every SOS of the file is counted, an overestimate)."""
+    offset = 2  # after SOI
+    while offset + 4 <= len(data):
+        if data[offset] != 0xFF:
+            return 0
+        marker = data[offset + 1]
+        if marker == 0xFF:  # fill byte
+            offset += 1
+        elif marker == 0xDA:
+            return offset
+        elif 0xD0 <= marker <= 0xD8 or marker == 0x01:  # no length field
+            offset += 2
+        else:
+            offset += 2 + int.from_bytes(data[offset + 2 : offset + 4], "big")
+    return 0
+
+
+def _check_scans(image: Image.Image) -> int:
+    scans = jpeg_scans(image)
     if scans > MAX_JPEG_SCANS or scans * image.width * image.height > MAX_JPEG_SCAN_PIXELS:
         raise TooManyScansError(
-            f"JPEG progressif refusé : {scans} passes sur {image.width}×{image.height} pixels, son décodage "
-            f"coûterait trop cher (un JPEG progressif ordinaire en a une dizaine ; au plus {MAX_JPEG_SCANS} "
-            "acceptées). Enregistrez l'image en JPEG standard (non progressif) ou en PNG."
+            f"JPEG refusé : {scans} passes sur {image.width}×{image.height} pixels, son décodage coûterait trop "
+            f"cher. Au plus {MAX_JPEG_SCANS} passes sont acceptées, et moins pour une très grande image (au plus "
+            f"{MAX_JPEG_SCANS} passes × 4096 × 4096 pixels) ; un JPEG ordinaire en a une, un JPEG progressif une "
+            "dizaine. Enregistrez l'image en JPEG standard (non progressif), plus petite, ou en PNG."
         )
+    return scans
+
+
+def decode_cost(image: Image.Image) -> int:
+    """Pixels que coûte le décodage d'une image ouverte par :func:`read_header`, pour :class:`DecodeBudget` : ceux
+    de l'image décodée, sauf pour un JPEG à plusieurs passes (progressif…), que libjpeg garde en entier, à sa
+    taille d'origine, le temps de le décoder (mesuré : + 578 Mo pour un fichier de 565 octets annonçant
+    10 000 × 10 000 pixels, décodé en 1 250 × 1 250)."""
+    if image.info.get("scans", 0) > 1:
+        scale = (getattr(image, "decoderconfig", None) or (1,))[0]
+        return image.width * scale * image.height * scale
+    return image.width * image.height
 
 
 def _decode(image: Image.Image) -> Image.Image:
@@ -327,7 +367,7 @@ def quick_to_decode(image: Image.Image, max_pixels: int) -> bool:
     fichier qui en a plus est refusé dès l'en-tête) ; les autres formats peuvent cacher des blocs compressés
     dans leur en-tête.
     """
-    if image.format != "JPEG" or image.info.get("progressive") or image.info.get("progression"):
+    if image.format != "JPEG" or image.info.get("scans") != 1:
         return False
     # Reduce-on-load (draft) divides the size by its scale, kept by Pillow in decoderconfig.
     scale = (getattr(image, "decoderconfig", None) or (1,))[0]
@@ -352,8 +392,7 @@ def load_image(
     décodage (:class:`DecodeBusyError` si elle attend trop) ; le résultat est le même avec ou sans.
     """
     image = read_header(source, size, max_pixels=max_pixels, formats=formats)
-    width, height = image.size
-    with budget.reserve(width * height) if budget is not None else contextlib.nullcontext():
+    with budget.reserve(decode_cost(image)) if budget is not None else contextlib.nullcontext():
         return np.asarray(resize_image(_decode(image), size), dtype=np.uint8)
 
 

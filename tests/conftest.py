@@ -30,6 +30,31 @@ def repeated_scans_jpeg(side: int, scans: int) -> bytes:
     return data[: starts[0]] + b"".join(bodies) + min(bodies[1:], key=len) * (scans - len(bodies)) + b"\xff\xd9"
 
 
+def sequential_repeated_scans_jpeg(side: int, scans: int) -> bytes:
+    """A sequential (baseline) JPEG of a flat image whose only scans are ``scans`` empty passes over one colour
+    component: Pillow does not call it progressive, yet libjpeg makes one pass over the blocks per scan."""
+    data = encode(Image.new("RGB", (side, side), (120, 120, 120)))
+    empty_scan = bytes.fromhex("ffda 0008 01 01 00 00 3f 00")  # component 1, tables 0/0, Ss=0, Se=63, Ah=Al=0
+    return data[: data.index(b"\xff\xda")] + empty_scan * scans + b"\xff\xd9"
+
+
+def mpo(first: bytes, second: Image.Image) -> bytes:
+    """An MPO (several JPEG frames, as some cameras write) whose first frame is the JPEG ``first``."""
+    frame, image = io.BytesIO(), Image.open(io.BytesIO(first))
+    image.save(frame, "MPO", save_all=True, append_images=[second], progressive=bool(image.info.get("progressive")))
+    data = frame.getvalue()
+    # Replace the first frame's scans by those of ``first``, then fix the second frame's offset in the MP index.
+    start, end = data.index(b"\xff\xda"), data.index(b"\xff\xd9") + 2
+    body = data[:start] + first[first.index(b"\xff\xda") :] + data[end:]
+    entries = Image.open(io.BytesIO(data))._getmp()[0xB002]  # type: ignore[attr-defined]
+    old = entries[1]["DataOffset"]
+    for order in ("big", "little"):
+        if old.to_bytes(4, order) in body[:start]:
+            new = old + len(body) - len(data)
+            return body.replace(old.to_bytes(4, order), new.to_bytes(4, order), 1)
+    raise AssertionError("MP index not found")
+
+
 def textured_rgb(size: int = 64, seed: int = 0, colour=(40, 120, 60)) -> Image.Image:
     """A noisy RGB image (not uniform, so that JPEG and resizing do real work)."""
     rng = np.random.default_rng(seed)

@@ -128,3 +128,42 @@ def test_a_stopped_app_creates_no_decoding_thread_and_answers_503_until_it_serve
         assert response.status_code == 200, response.text
     assert api._decode_pool is None
     assert not workers()
+
+
+def test_an_app_stopping_between_the_choice_of_a_pool_and_its_use_answers_503(client, monkeypatch):
+    """The decoding threads shut down just after ``_decoder()`` returned them: a French 503, not a 500."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = client.app.state.atelier
+
+    def stopping_now() -> ThreadPoolExecutor:
+        pool = ThreadPoolExecutor(1)
+        pool.shutdown()
+        api._closing = True  # what close_decoder() does, at the worst moment
+        return pool
+
+    monkeypatch.setattr(api, "_decoder", stopping_now)
+    try:
+        response = client.post("/predict", files={"file": ("p.jpg", encode(textured_rgb(64), progressive=True))})
+    finally:
+        api._closing = False
+    assert response.status_code == 503, response.text
+    assert response.json() == {"detail": "Le service s'arrête : réessayez dans un instant."}
+    assert response.headers["retry-after"]
+
+
+def test_the_explanation_pool_creates_no_thread_once_closed_and_serves_again_when_opened():
+    import asyncio
+
+    from atelier.api.explanation_pool import ExplanationPool
+    from atelier.inference import PredictorUnavailableError
+
+    pool = ExplanationPool()
+    assert asyncio.run(pool.run(threading.current_thread)).name.startswith("atelier-explication")
+    pool.close()
+    with pytest.raises(PredictorUnavailableError, match="s'arrête"):
+        asyncio.run(pool.run(threading.current_thread))
+    assert pool._executor is None and pool.pending == 0
+    pool.open()
+    assert asyncio.run(pool.run(threading.current_thread)).name.startswith("atelier-explication")
+    pool.close()

@@ -17,7 +17,7 @@ from PIL import Image
 
 from atelier.api import create_app
 from atelier.security import BodySizeLimitMiddleware
-from tests.conftest import encode, repeated_scans_jpeg, textured_rgb
+from tests.conftest import encode, mpo, repeated_scans_jpeg, sequential_repeated_scans_jpeg, textured_rgb
 
 CAP = 256 * 1024  # a small upload cap keeps the oversize tests fast
 
@@ -91,6 +91,9 @@ HOSTILE = {
     "png-sans-pixel": (_fake_header_png(0, 10), 415, "format"),
     # 128 KiB, but 1 000 passes over a 4096×4096 image: 11.7 s of decoding if it were not refused first.
     "jpeg-passes-repetees": (repeated_scans_jpeg(4096, 1000), 413, "passes"),
+    # The same scans in the first frame of an MPO (10.3 s), and 1 000 empty scans of a sequential JPEG (1.5 s).
+    "mpo-passes-repetees": (mpo(repeated_scans_jpeg(4096, 1000), textured_rgb(8)), 413, "passes"),
+    "jpeg-sequentiel-passes-repetees": (sequential_repeated_scans_jpeg(4096, 1000), 413, "passes"),
 }
 
 

@@ -14,17 +14,20 @@ from atelier import preprocessing
 from atelier.preprocessing import (
     MAX_JPEG_SCANS,
     CorruptImageError,
+    DecodeBudget,
     EmptyImageError,
     ImageTooLargeError,
     TooManyScansError,
     UnsupportedImageFormatError,
+    decode_cost,
+    jpeg_scans,
     load_image,
-    progressive_scans,
+    quick_to_decode,
     read_header,
     resize_image,
     to_model_input,
 )
-from tests.conftest import encode, repeated_scans_jpeg, textured_rgb
+from tests.conftest import encode, mpo, repeated_scans_jpeg, sequential_repeated_scans_jpeg, textured_rgb
 
 RED = (200, 30, 60)
 
@@ -172,11 +175,32 @@ def test_pixel_bomb_is_refused_before_decoding():
     assert load_image(bomb, max_pixels=40_000_000).shape == (64, 64, 3)
 
 
-def test_progressive_jpeg_scans_are_counted():
-    assert progressive_scans(read_header(repeated_scans_jpeg(256, 10))) == 10  # libjpeg's usual progression
-    assert progressive_scans(read_header(repeated_scans_jpeg(256, 60))) == 60
-    assert progressive_scans(read_header(encode(textured_rgb(64)))) == 0  # sequential JPEG
-    assert progressive_scans(read_header(encode(textured_rgb(64), "PNG"))) == 0
+def _with_segment(jpeg: bytes, marker: int, payload: bytes) -> bytes:
+    """``jpeg`` with an application segment inserted after SOI (as EXIF and its thumbnail are)."""
+    return jpeg[:2] + bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+def test_jpeg_scans_are_counted_in_the_main_image_only():
+    assert jpeg_scans(read_header(repeated_scans_jpeg(256, 10))) == 10  # libjpeg's usual progression
+    assert jpeg_scans(read_header(repeated_scans_jpeg(256, 60))) == 60
+    assert jpeg_scans(read_header(sequential_repeated_scans_jpeg(256, 5))) == 5  # one colour per scan
+    assert jpeg_scans(read_header(encode(textured_rgb(64)))) == 1  # an ordinary JPEG
+    assert jpeg_scans(read_header(encode(textured_rgb(64), "PNG"))) == 0
+    # A thumbnail (a whole JPEG inside a segment before the image) and the other frames of an MPO do not count.
+    with_thumbnail = _with_segment(encode(textured_rgb(256)), 0xE1, b"Exif\0\0" + repeated_scans_jpeg(64, 30))
+    assert with_thumbnail.count(b"\xff\xda") == 31 and jpeg_scans(read_header(with_thumbnail)) == 1
+    assert quick_to_decode(read_header(with_thumbnail), 256 * 256)
+    two_frames = mpo(encode(textured_rgb(256)), textured_rgb(64))
+    assert read_header(two_frames).format == "MPO" and jpeg_scans(read_header(two_frames)) == 1
+
+
+SCAN_BOMBS = {
+    # 128 KiB, 11.7 s to decode without the check; the same scans in an MPO's first frame (10.3 s)
+    "progressif": lambda: repeated_scans_jpeg(4096, 1000),
+    "mpo": lambda: mpo(repeated_scans_jpeg(4096, 1000), textured_rgb(8)),
+    # Pillow does not call it progressive: 10 KiB, 1.5 s to decode without the check
+    "sequentiel": lambda: sequential_repeated_scans_jpeg(4096, 1000),
+}
 
 
 @pytest.mark.parametrize(
@@ -186,9 +210,9 @@ def test_progressive_jpeg_scans_are_counted():
         (256, MAX_JPEG_SCANS, True),
         (256, MAX_JPEG_SCANS + 1, False),  # few pixels, but too many scans
         (4096, MAX_JPEG_SCANS, True),  # exactly MAX_JPEG_SCAN_PIXELS: ≈ 0.8 s of decoding
-        (8192, 10, True),  # an ordinary progressive JPEG, however large
+        (8192, 10, True),  # an ordinary progressive JPEG of 67 Mpx
         (8192, 17, False),  # 17 scans × 67 Mpx > MAX_JPEG_SCAN_PIXELS
-        (4096, 1000, False),  # 128 KiB, 11.7 s to decode without the check
+        (4096, 1000, False),
     ],
 )
 def test_progressive_jpeg_with_too_many_scans_is_refused_before_decoding(monkeypatch, side, scans, accepted):
@@ -196,14 +220,40 @@ def test_progressive_jpeg_with_too_many_scans_is_refused_before_decoding(monkeyp
     if accepted:
         assert load_image(data).shape == (64, 64, 3)
         return
+    _assert_refused_before_decoding(monkeypatch, data, scans)
+
+
+@pytest.mark.parametrize("name", sorted(SCAN_BOMBS))
+def test_every_kind_of_jpeg_with_too_many_scans_is_refused_before_decoding(monkeypatch, name):
+    _assert_refused_before_decoding(monkeypatch, SCAN_BOMBS[name](), 1000)
+
+
+def _assert_refused_before_decoding(monkeypatch, data: bytes, scans: int) -> None:
     decoded = []
     monkeypatch.setattr(preprocessing, "_decode", lambda image: decoded.append(image))
     for call in (load_image, read_header):
-        with pytest.raises(TooManyScansError, match=f"JPEG progressif refusé : {scans} passes") as refused:
+        with pytest.raises(TooManyScansError, match=f"JPEG refusé : {scans} passes") as refused:
             call(data)
         assert isinstance(refused.value, ImageTooLargeError)  # the API answers 413
-        assert "JPEG standard (non progressif) ou en PNG" in str(refused.value)
+        assert "JPEG standard (non progressif), plus petite, ou en PNG" in str(refused.value)
     assert decoded == []
+
+
+def test_an_mpo_is_reduced_on_load_like_a_jpeg():
+    photo = mpo(encode(Image.new("RGB", (4000, 3000), RED)), textured_rgb(8))  # 12 Mpx > MAX_PIXELS
+    assert read_header(photo).size == (500, 375)
+    assert load_image(photo).shape == (64, 64, 3)
+
+
+def test_a_multi_scan_jpeg_costs_its_full_size_in_the_decoding_budget():
+    """libjpeg keeps the whole full-size image of a progressive (or one colour per scan) JPEG while decoding it."""
+    progressive = read_header(repeated_scans_jpeg(2048, 10))
+    assert progressive.size == (256, 256) and decode_cost(progressive) == 2048 * 2048
+    sequential = read_header(encode(Image.new("RGB", (2048, 2048), RED)))
+    assert sequential.size == (256, 256) and decode_cost(sequential) == 256 * 256
+    budget = DecodeBudget(max_pixels=8_000_000, small_pixels=0)
+    load_image(repeated_scans_jpeg(2048, 10), budget=budget)
+    assert budget.peak == 2048 * 2048
 
 
 def test_to_model_input():

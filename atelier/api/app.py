@@ -81,6 +81,7 @@ def create_app(settings: ApiSettings | str | Path | None = None, /, **overrides:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.open_decoder()
+        state.explanations.open()
         if state.follower is not None:
             state.follower.start()
         history_store.start_retention(RETENTION_INTERVAL_S)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from ..inference import PredictorUnavailableError
+from ..inference import PredictorUnavailableError, shutting_down
 
 #: Explanations computed at the same time (one thread).
 EXPLANATION_WORKERS = 1
@@ -36,6 +36,7 @@ class ExplanationPool:
         self._pending = 0
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
 
     @property
     def pending(self) -> int:
@@ -49,8 +50,10 @@ class ExplanationPool:
                     f"Trop d'explications demandées en même temps ({self._pending} en cours ou en attente) : "
                     "réessayez dans un instant. Les prédictions (POST /predict) ne sont pas concernées."
                 )
+            if self._closed:  # never a new thread once the app stops: nobody would close it
+                raise shutting_down()
             self._pending += 1
-            if self._executor is None:  # created on demand: the app may be started again after close()
+            if self._executor is None:  # created on demand: the app may be started again (open())
                 self._executor = ThreadPoolExecutor(EXPLANATION_WORKERS, thread_name_prefix="atelier-explication")
             return self._executor
 
@@ -63,17 +66,26 @@ class ExplanationPool:
         executor = self._reserve()
         try:
             future = executor.submit(function, *args)
-        except BaseException:
+        except BaseException as exc:
             self._release()
+            if isinstance(exc, RuntimeError) and self._closed:  # shut down between _reserve() and submit()
+                raise shutting_down() from None
             raise
         # Released when the computation ends, not when the request does: a client that hangs up does not
         # free the thread, so it must not free the place either.
         future.add_done_callback(lambda _: self._release())
         return await asyncio.wrap_future(future)
 
-    def close(self) -> None:
-        """Arrête le fil (les explications en attente sont abandonnées)."""
+    def open(self) -> None:
+        """Au démarrage de l'application : le fil sera créé à la première explication."""
         with self._lock:
+            self._closed = False
+
+    def close(self) -> None:
+        """Arrête le fil (les explications en attente sont abandonnées) ; jusqu'au prochain :meth:`open`, une
+        explication demandée reçoit un 503."""
+        with self._lock:
+            self._closed = True
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -27,7 +27,7 @@ from .. import metrics
 from ..explanation import Explanation, explain_image
 from ..history import History
 from ..image_store import store_image
-from ..inference import LoopTarget, Prediction, Predictor, PredictorUnavailableError, deliver
+from ..inference import LoopTarget, Prediction, Predictor, PredictorUnavailableError, deliver, shutting_down
 from ..model_follower import ModelFollower
 from ..model_io import ModelFileError
 from ..preprocessing import DecodeBudget, load_image, quick_to_decode, read_header
@@ -112,7 +112,7 @@ class ApiState:
             if predictor.batching and len(data) <= BATCHER_DECODE_BYTES and data.startswith(_JPEG_SIGNATURE):
                 predictor.submit_encoded_to_loop(functools.partial(self._decode_small, predictor, data, target), target)
             else:
-                self._decoder().submit(self._decode_and_submit, predictor, data, target)
+                self._hand_to_decoder(predictor, data, target)
             prediction: Prediction = await target.future
         finally:
             metrics.QUEUE_DEPTH.dec()
@@ -125,7 +125,7 @@ class ApiState:
 
     def _check_open(self) -> None:
         if self._closing:
-            raise PredictorUnavailableError("Le service s'arrête : réessayez dans un instant.")
+            raise shutting_down()
 
     def _decoder(self) -> ThreadPoolExecutor:
         pool = self._decode_pool
@@ -136,6 +136,13 @@ class ApiState:
                     self._decode_pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="atelier-decodage")
                 pool = self._decode_pool
         return pool
+
+    def _hand_to_decoder(self, predictor: Predictor, data: bytes | Image.Image, target: LoopTarget) -> None:
+        try:
+            self._decoder().submit(self._decode_and_submit, predictor, data, target)
+        except RuntimeError:  # the pool shut down between _decoder() and submit(): the app is stopping
+            self._check_open()
+            raise
 
     def open_decoder(self) -> None:
         """Au démarrage de l'application : les fils de décodage seront créés à la demande."""
@@ -158,7 +165,7 @@ class ApiState:
         image = read_header(data, size, max_pixels=settings.max_pixels, formats=settings.formats)
         # Never waits for the decoding budget here: a batch must not wait for anything but its own pixels.
         if not quick_to_decode(image, min(BATCHER_DECODE_PIXELS, self.decode_budget.small_pixels)):
-            self._decoder().submit(self._decode_and_submit, predictor, image, target)
+            self._hand_to_decoder(predictor, image, target)
             return None
         return self._decode(image, size)
 
