@@ -210,10 +210,11 @@ def _open_header(
 
 def jpeg_scans(image: Image.Image) -> int:
     """Nombre de passes (*scans*) de l'image principale d'un JPEG ouvert par Pillow (0 pour un autre format),
-    compté dans ses octets sans rien décoder : chaque passe commence par le marqueur SOS (``FF DA``), qui ne peut
-    pas apparaître dans les données compressées (un octet ``FF`` y est toujours suivi de ``00`` ou d'un marqueur
-    de reprise), jusqu'à la fin de l'image (``FF D9``). Les segments qui précèdent la première passe (vignette
-    EXIF comprise) sont sautés d'après leur longueur, comme le fait libjpeg : une vignette ne compte pas."""
+    compté dans ses octets sans rien décoder, en les lisant comme libjpeg : chaque segment est sauté d'après sa
+    longueur (vignette EXIF et commentaires compris), les données compressées sont parcourues jusqu'au marqueur
+    suivant, chaque marqueur SOS (``FF DA``) ouvre une passe, et la fin de l'image (EOI) arrête le compte. Un
+    fichier qui ne se lit pas ainsi compte toutes les séquences ``FF DA`` de ses octets : le compte peut être
+    trop grand, jamais trop petit. Une image déjà ouverte par l'appelant (sans ``fp``) compte 0."""
     if image.format not in JPEG_FORMATS:
         return 0
     fp = getattr(image, "fp", None)
@@ -225,28 +226,33 @@ def jpeg_scans(image: Image.Image) -> int:
         data = fp.getvalue() if isinstance(fp, io.BytesIO) else fp.read()
     finally:
         fp.seek(position)
-    start = _first_scan(data)
-    end = data.find(b"\xff\xd9", start)
-    return data.count(b"\xff\xda", start, end if end >= 0 else len(data))
+    return _count_scans(data)
 
 
-def _first_scan(data: bytes) -> int:
-    """Offset of the main image's first SOS, found by walking the marker segments (0 if the walk fails: then
-    every SOS of the file is counted, an overestimate)."""
-    offset = 2  # after SOI
-    while offset + 4 <= len(data):
-        if data[offset] != 0xFF:
-            return 0
-        marker = data[offset + 1]
-        if marker == 0xFF:  # fill byte
-            offset += 1
-        elif marker == 0xDA:
-            return offset
-        elif 0xD0 <= marker <= 0xD8 or marker == 0x01:  # no length field
-            offset += 2
-        else:
-            offset += 2 + int.from_bytes(data[offset + 2 : offset + 4], "big")
-    return 0
+_NO_LENGTH = frozenset([0x01, *range(0xD0, 0xD8)])  # TEM, RST0-7: markers without a length field
+
+
+def _count_scans(data: bytes) -> int:
+    scans, position, size = 0, 2, len(data)  # after SOI
+    while (marker := data.find(b"\xff", position)) >= 0:  # libjpeg skips any other byte between segments
+        code_at = marker + 1
+        while code_at < size and data[code_at] == 0xFF:  # fill bytes
+            code_at += 1
+        if code_at >= size:
+            break
+        code, position = data[code_at], code_at + 1
+        if code == 0x00 or code in _NO_LENGTH:  # a stuffed data byte, or a marker without length
+            continue
+        if code == 0xD9 and scans:  # EOI: the end of the main image (an MPO's other frames follow)
+            return scans
+        if code in (0xD8, 0xD9):  # SOI or EOI before any scan: not read as libjpeg does here
+            break
+        length = int.from_bytes(data[position : position + 2], "big")
+        if length < 2 or position + length > size:
+            break
+        scans += code == 0xDA
+        position += length
+    return max(scans, data.count(b"\xff\xda"))
 
 
 def _check_scans(image: Image.Image) -> int:

@@ -45,13 +45,13 @@ class ExplanationPool:
 
     def _reserve(self) -> ThreadPoolExecutor:
         with self._lock:
+            if self._closed:  # never a new thread once the app stops: nobody would close it
+                raise shutting_down()
             if self._pending >= self.capacity:
                 raise ExplanationsBusyError(
                     f"Trop d'explications demandées en même temps ({self._pending} en cours ou en attente) : "
                     "réessayez dans un instant. Les prédictions (POST /predict) ne sont pas concernées."
                 )
-            if self._closed:  # never a new thread once the app stops: nobody would close it
-                raise shutting_down()
             self._pending += 1
             if self._executor is None:  # created on demand: the app may be started again (open())
                 self._executor = ThreadPoolExecutor(EXPLANATION_WORKERS, thread_name_prefix="atelier-explication")
