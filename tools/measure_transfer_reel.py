@@ -1,17 +1,22 @@
 """Mesure : transfert depuis le réseau de base EuroSAT contre CNN entraîné depuis zéro, sur de vraies images.
 
-    python tools/measure_transfer_reel.py [DOSSIER] [--per-class 50] [--seeds 0 1 2 3] [--folds 1]
+    python tools/measure_transfer_reel.py [DOSSIER] [--per-class 50] [--seeds 0 1 2 3] [--folds 1] [--livres]
 
 DOSSIER (par défaut ``../shared/data/reel-dev``) : un jeu « un dossier par classe » d'images réelles. Pour chaque
 taille ``--per-class``, chaque graine (un mélange des images au hasard) et chaque pli, ``--per-class`` images par
 classe servent à entraîner (dont 10 % de validation), les autres à tester ; avec 50 images sur 100, les deux plis
 échangent entraînement et test. Le résumé donne, par méthode, la moyenne ± l'écart-type sur les exécutions (et par
-classe), puis l'écart transfert − CNN exécution par exécution (mêmes images de test). Deux
+classe), puis l'écart transfert − CNN exécution par exécution (mêmes images de test). Avec ``--livres``, les
+deux modèles apprennent aussi sur les jeux livrés avec l'atelier (petits jeux du chapitre 3, jeu par défaut) et
+sont testés sur toutes les images du dossier : de vraies images d'une autre source que l'entraînement. Deux
 modèles **jetables** sont entraînés (rien n'est enregistré dans le projet) :
 
 - le CNN du chapitre 2, depuis zéro, avec la recette de ``python -m atelier train`` (``training_plan``) ;
 - le transfert du chapitre 3 : base EuroSAT (trois blocs) gelée + nouvelle tête apprise sur ses caractéristiques,
   puis affinage des trois blocs.
+
+Le résumé dit aussi quelle part des images de test **les deux** modèles manquent (les mêmes images) : ce
+qu'aucune des deux méthodes ne corrige, et donc ce qui borne l'écart possible entre elles sur ce jeu.
 
 C'est une mesure, pas un test : la suite de tests ne dépend pas de ces images. La dernière ligne est un JSON.
 """
@@ -31,9 +36,9 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from atelier.data import Splits, load_dataset  # noqa: E402
+from atelier.data import Splits, load_dataset, split_dataset  # noqa: E402
 from atelier.eurosat_tiles import read_manifest  # noqa: E402
-from atelier.evaluation import evaluate_dataset  # noqa: E402
+from atelier.evaluation import evaluate_dataset, predict_probabilities  # noqa: E402
 from atelier.model import build_cnn, compile_model  # noqa: E402
 from atelier.training import epochs_for, fit, fit_transfer, set_seed, training_plan  # noqa: E402
 
@@ -73,13 +78,12 @@ def from_scratch(classes, splits: Splits, seed: int):
     return model, len(history.history["loss"]), time.perf_counter() - started
 
 
-def measure(dataset, splits: Splits, seed: int) -> dict:
+def measure(splits: Splits, seed: int) -> dict:
     """Les deux modèles jetables sur un découpage : exactitude, par classe, confusion et durée de chacun."""
-    cnn, cnn_epochs, cnn_seconds = from_scratch(dataset.classes, splits, seed)
+    classes = splits.train.classes
+    cnn, cnn_epochs, cnn_seconds = from_scratch(classes, splits, seed)
     n = len(splits.train)
-    transfer = fit_transfer(
-        dataset.classes, splits, head_epochs=HEAD_EPOCHS, fine_epochs=epochs_for(n, FINE_STEPS), seed=seed
-    )
+    transfer = fit_transfer(classes, splits, head_epochs=HEAD_EPOCHS, fine_epochs=epochs_for(n, FINE_STEPS), seed=seed)
     row: dict = {"n_train": len(splits.train), "n_validation": len(splits.validation), "n_test": len(splits.test)}
     for name, model, seconds in (("cnn", cnn, cnn_seconds), ("transfert", transfer.model, transfer.seconds)):
         report = evaluate_dataset(model, splits.test)
@@ -88,6 +92,7 @@ def measure(dataset, splits: Splits, seed: int) -> dict:
             "per_class": report["per_class"],
             "confusion": report["confusion"],
             "seconds": round(seconds, 1),
+            "missed": missed(model, splits.test),
         }
         print(
             f"{len(splits.train)} images d'entraînement — {name:9} : {report['accuracy']:.1%} sur {report['n']} "
@@ -95,7 +100,15 @@ def measure(dataset, splits: Splits, seed: int) -> dict:
             flush=True,
         )
     row["cnn"]["epochs"] = cnn_epochs
+    row["missed_by_both"] = sorted(set(row["cnn"]["missed"]) & set(row["transfert"]["missed"]))
     return row
+
+
+def missed(model, test) -> list[str]:
+    """Les images de test (« classe/fichier ») que ``model`` classe mal."""
+    predicted = predict_probabilities(model, test.images).argmax(axis=1)
+    pairs = zip(test.paths, test.labels, predicted, strict=True)
+    return sorted(f"{Path(path).parent.name}/{Path(path).name}" for path, truth, guess in pairs if truth != guess)
 
 
 def overlap_with_shipped_tiles(folder: Path) -> int:
@@ -122,22 +135,74 @@ def summarize(runs: list[dict], classes: list[str]) -> dict:
             "per_class": {c: spread([r[name]["per_class"][c] for r in runs]) for c in classes},
         }
     gaps = [r["transfert"]["accuracy"] - r["cnn"]["accuracy"] for r in runs]
-    summary["gap"] = {**spread(gaps), "wins": int(sum(g > 0 for g in gaps)), "runs": len(gaps)}
+    summary["gap"] = {
+        **spread(gaps),
+        "wins": int(sum(g > 0 for g in gaps)),
+        "ties": int(sum(g == 0 for g in gaps)),
+        "runs": len(gaps),
+    }
+    # Errors both models make on the same test image: what neither method fixes (the set's hard or ambiguous images).
+    summary["shared_errors"] = spread([len(r["missed_by_both"]) / r["n_test"] for r in runs])
     return summary
 
 
-def pm(stat: dict) -> str:
-    """« 93,5 ± 1,2 % » (en points de pourcentage)."""
-    return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f} %".replace(".", ",")
+def pm(stat: dict, unit: str = "%") -> str:
+    """« 93,5 ± 1,2 % » (``unit="points"`` pour un écart entre deux exactitudes)."""
+    return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f} {unit}".replace(".", ",")
+
+
+def shipped_runs(folder: Path, seeds: list[int]) -> list[tuple[str, int, Splits]]:
+    """``--livres`` : apprendre sur les jeux livrés avec l'atelier (petits jeux de 20 et 100 images par classe du
+    chapitre 3, jeu par défaut ; découpage de graine ``seed``), tester sur **toutes** les images de ``folder``."""
+    from atelier.small_sets import small_splits
+
+    default = load_dataset()
+    if load_dataset(folder).classes != default.classes:
+        raise ValueError(f"Les classes de {folder} ne sont pas celles du jeu par défaut ({default.classes}).")
+    real = load_dataset(folder, classes=default.classes)
+    runs = []
+    for seed in seeds:
+        splits = split_dataset(default, seed=seed)
+        for name, learn in (
+            ("petit jeu 20/classe", small_splits(splits, 20, seed=seed)),
+            ("petit jeu 100/classe", small_splits(splits, 100, seed=seed)),
+            ("jeu par défaut", splits),
+        ):
+            runs.append((name, seed, Splits(learn.train, learn.validation, real)))
+    return runs
+
+
+def report(results: list[dict], setting: str, classes: list[str]) -> dict:
+    """Affiche et renvoie le résumé des exécutions d'un réglage (``setting``)."""
+    stats = summarize([r for r in results if r["setting"] == setting], classes)
+    print(f"== {setting}, {stats['gap']['runs']} exécutions (moyenne ± écart-type)")
+    for name in ("cnn", "transfert"):
+        per = ", ".join(f"{c} {pm(stats[name]['per_class'][c])}" for c in classes)
+        print(f"  {name:9} : {pm(stats[name]['accuracy'])} ; par classe : {per}")
+    gap = stats["gap"]
+    print(
+        f"  écart transfert − CNN : {pm(gap, 'points')} (le transfert gagne {gap['wins']} fois, "
+        f"égalité {gap['ties']} fois, sur {gap['runs']})"
+    )
+    print(f"  images manquées par les deux modèles : {pm(stats['shared_errors'])} des images de test")
+    return stats
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", type=Path, default=ROOT.parent / "shared" / "data" / "reel-dev")
-    parser.add_argument("--per-class", type=int, nargs="+", default=[50])
+    parser.add_argument("--per-class", type=int, nargs="*", default=[50])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3], help="un découpage au hasard par graine")
     parser.add_argument("--folds", type=int, default=1, help="plis par découpage (défaut : 1)")
+    parser.add_argument(
+        "--livres",
+        action="store_true",
+        help="apprendre aussi sur les jeux livrés (petits jeux 20 et 100/classe, jeu par défaut), "
+        "tester sur tout DOSSIER",
+    )
     args = parser.parse_args(argv)
+    if not args.per_class and not args.livres:
+        parser.error("rien à mesurer : donnez au moins une taille à --per-class, ou --livres")
 
     dataset = load_dataset(args.folder)
     print(f"{args.folder} : {dataset.counts()}")
@@ -149,18 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     for per_class in args.per_class:
         for seed in args.seeds:
             for fold in range(args.folds):
-                results.append(measure(dataset, fixed_split(dataset, per_class, seed, fold), seed))
-                results[-1].update(per_class=per_class, seed=seed, fold=fold)
+                results.append(measure(fixed_split(dataset, per_class, seed, fold), seed))
+                results[-1].update(setting=f"{per_class} images par classe", per_class=per_class, seed=seed, fold=fold)
+    if args.livres:
+        for name, seed, splits in shipped_runs(args.folder, args.seeds):
+            results.append(measure(splits, seed))
+            results[-1].update(setting=f"appris sur le {name}, testé sur tout le dossier", seed=seed)
     summary: dict = {"folder": str(args.folder), "seeds": args.seeds, "folds": args.folds}
-    for per_class in args.per_class:
-        stats = summarize([r for r in results if r["per_class"] == per_class], dataset.classes)
-        summary[str(per_class)] = stats
-        print(f"== {per_class} images par classe, {stats['gap']['runs']} exécutions (moyenne ± écart-type)")
-        for name in ("cnn", "transfert"):
-            per = ", ".join(f"{c} {pm(stats[name]['per_class'][c])}" for c in dataset.classes)
-            print(f"  {name:9} : {pm(stats[name]['accuracy'])} ; par classe : {per}")
-        gap = stats["gap"]
-        print(f"  écart transfert − CNN : {pm(gap)} (le transfert gagne {gap['wins']} fois sur {gap['runs']})")
+    for setting in dict.fromkeys(r["setting"] for r in results):
+        summary[setting] = report(results, setting, dataset.classes)
     summary["runs"] = results
     print(json.dumps(summary, ensure_ascii=False))
     return 0
