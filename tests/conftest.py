@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from atelier.labels import CLASSES
+
+
+def load_tool(name: str):
+    """The script ``tools/<name>.py`` as a module (registered in ``sys.modules``: dataclasses look it up)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def encode(image: Image.Image, fmt: str = "JPEG", **options) -> bytes:

@@ -3,7 +3,6 @@ the shipped EuroSAT tiles it was pretrained on, and the pretraining script's cor
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import socket
@@ -18,15 +17,13 @@ from atelier.data import DatasetError, split_dataset
 from atelier.eurosat_tiles import EUROSAT_CLASSES, EUROSAT_DIR, load_eurosat, read_manifest, workshop_tiles
 from atelier.labels import CLASSES
 from atelier.model_io import file_sha256
+from tests.conftest import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _pretrain_module():
-    spec = importlib.util.spec_from_file_location("pretrain_backbone", ROOT / "tools" / "pretrain_backbone.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("pretrain_backbone")
 
 
 @pytest.fixture(autouse=True)

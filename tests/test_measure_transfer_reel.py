@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from atelier.data import ImageDataset
+from tests.conftest import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ["forêt", "mer", "désert", "nuageux"]
@@ -16,10 +16,7 @@ CLASSES = ["forêt", "mer", "désert", "nuageux"]
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("measure_transfer_reel", ROOT / "tools" / "measure_transfer_reel.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("measure_transfer_reel")
 
 
 def _dataset(per_class: int = 20) -> ImageDataset:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+from tests.conftest import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS_DIR = ROOT / "solutions"
@@ -32,11 +33,7 @@ KERNEL_TIMEOUT = 600
 
 
 def _load_generator():
-    spec = importlib.util.spec_from_file_location("generate_notebooks", ROOT / "tools" / "generate_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("generate_notebooks")
 
 
 gen = _load_generator()

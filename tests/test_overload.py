@@ -9,15 +9,14 @@ French 408; ``GET /health`` answers all along. The load client is tools/open_loo
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from atelier.server import free_port
+from tests.conftest import load_tool
 
 from .test_serve_cli import start_serve, wait_health
 
@@ -30,12 +29,7 @@ BURST = 120
 
 
 def _open_loop():
-    spec = importlib.util.spec_from_file_location("open_loop", ROOT / "tools" / "open_loop.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["open_loop"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("open_loop")
 
 
 async def _scenario(port: int):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from atelier.labels import CLASSES
 from atelier.model import build_cnn, compile_model
 from atelier.model_io import save_model
-from tests.conftest import make_dataset
+from tests.conftest import load_tool, make_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 KAGGLE_COLOURS = {
@@ -25,10 +24,7 @@ KAGGLE_COLOURS = {
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("transfer_report", ROOT / "tools" / "transfer_report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("transfer_report")
 
 
 @pytest.fixture
