@@ -272,10 +272,14 @@ def decode_cost(image: Image.Image) -> int:
     de l'image décodée, sauf pour un JPEG à plusieurs passes (progressif…), que libjpeg garde en entier, à sa
     taille d'origine, le temps de le décoder (mesuré : + 578 Mo pour un fichier de 565 octets annonçant
     10 000 × 10 000 pixels, décodé en 1 250 × 1 250)."""
-    if image.info.get("scans", 0) > 1:
-        scale = (getattr(image, "decoderconfig", None) or (1,))[0]
-        return image.width * scale * image.height * scale
-    return image.width * image.height
+    return announced_pixels(image) if image.info.get("scans", 0) > 1 else image.width * image.height
+
+
+def announced_pixels(image: Image.Image) -> int:
+    """Pixels de l'image *annoncés par le fichier*, avant le décodage réduit d'un JPEG (``draft``)."""
+    # Reduce-on-load (draft) divides the size by its scale, kept by Pillow in decoderconfig.
+    scale = (getattr(image, "decoderconfig", None) or (1,))[0]
+    return image.width * scale * image.height * scale
 
 
 def _decode(image: Image.Image) -> Image.Image:
@@ -366,18 +370,15 @@ def read_header(
 
 def quick_to_decode(image: Image.Image, max_pixels: int) -> bool:
     """Dit si une image ouverte par :func:`read_header` se décode en un temps borné par ``max_pixels`` : un JPEG
-    **séquentiel** (pas progressif) dont la taille *annoncée par le fichier* est d'au plus ``max_pixels``.
+    **à une seule passe** (ni progressif, ni une couleur par passe) dont la taille *annoncée par le fichier*
+    (:func:`announced_pixels`) est d'au plus ``max_pixels``.
 
     Le décodage réduit d'un JPEG produit moins de pixels mais lit quand même tout le fichier ; un JPEG
     progressif fait une passe sur toute l'image par *scan* (jusqu'à :data:`MAX_JPEG_SCANS` acceptés, un
     fichier qui en a plus est refusé dès l'en-tête) ; les autres formats peuvent cacher des blocs compressés
     dans leur en-tête.
     """
-    if image.format != "JPEG" or image.info.get("scans") != 1:
-        return False
-    # Reduce-on-load (draft) divides the size by its scale, kept by Pillow in decoderconfig.
-    scale = (getattr(image, "decoderconfig", None) or (1,))[0]
-    return image.width * scale * image.height * scale <= max_pixels
+    return image.format == "JPEG" and image.info.get("scans") == 1 and announced_pixels(image) <= max_pixels
 
 
 def load_image(

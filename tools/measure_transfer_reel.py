@@ -151,15 +151,14 @@ def pm(stat: dict, unit: str = "%") -> str:
     return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f} {unit}".replace(".", ",")
 
 
-def shipped_runs(folder: Path, seeds: list[int]) -> list[tuple[str, int, Splits]]:
+def shipped_runs(real, seeds: list[int]) -> list[tuple[str, int, Splits]]:
     """``--livres`` : apprendre sur les jeux livrés avec l'atelier (petits jeux de 20 et 100 images par classe du
-    chapitre 3, jeu par défaut ; découpage de graine ``seed``), tester sur **toutes** les images de ``folder``."""
+    chapitre 3, jeu par défaut ; découpage de graine ``seed``), tester sur **toutes** les images de ``real``."""
     from atelier.small_sets import small_splits
 
     default = load_dataset()
-    if load_dataset(folder).classes != default.classes:
-        raise ValueError(f"Les classes de {folder} ne sont pas celles du jeu par défaut ({default.classes}).")
-    real = load_dataset(folder, classes=default.classes)
+    if real.classes != default.classes:
+        raise ValueError(f"Classes {real.classes} : ce ne sont pas celles du jeu par défaut ({default.classes}).")
     runs = []
     for seed in seeds:
         splits = split_dataset(default, seed=seed)
@@ -217,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(measure(fixed_split(dataset, per_class, seed, fold), seed))
                 results[-1].update(setting=f"{per_class} images par classe", per_class=per_class, seed=seed, fold=fold)
     if args.livres:
-        for name, seed, splits in shipped_runs(args.folder, args.seeds):
+        for name, seed, splits in shipped_runs(dataset, args.seeds):
             results.append(measure(splits, seed))
             results[-1].update(setting=f"appris sur le {name}, testé sur tout le dossier", seed=seed)
     summary: dict = {"folder": str(args.folder), "seeds": args.seeds, "folds": args.folds}
